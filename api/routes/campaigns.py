@@ -1,0 +1,79 @@
+"""Campaigns and offers: the merchant side."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import MerchantAdmin, MerchantReader, Session, merchant_of
+from api.problems import error_responses
+from api.schemas import CampaignIn, CampaignOut, CampaignPatch, OfferIn, OfferOut, Page
+from core.errors import ValidationFailed
+from offers import campaigns
+
+router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], responses=error_responses(401, 403, 422, 500))
+
+
+async def _out(session, campaign: campaigns.Campaign) -> CampaignOut:
+    remaining = await campaigns.offer_remaining(session, [o.id for o in campaign.offers])
+    out = CampaignOut.model_validate(campaign)
+    for offer in out.offers:
+        offer.remaining = remaining.get(offer.id, 0)
+    return out
+
+
+@router.post("", status_code=201, response_model=CampaignOut)
+async def create_campaign(body: CampaignIn, principal: MerchantAdmin, session: Session):
+    campaign = await campaigns.create_campaign(session, merchant_of(principal), **body.model_dump())
+    return await _out(session, campaign)
+
+
+@router.get("", response_model=Page[CampaignOut])
+async def list_campaigns(
+    principal: MerchantReader, session: Session,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50, cursor: uuid.UUID | None = None,
+):
+    items = await campaigns.list_campaigns(session, merchant_of(principal), after=cursor, limit=limit)
+    return {"items": [await _out(session, c) for c in items],
+            "next_cursor": str(items[-1].id) if len(items) == limit else None}
+
+
+@router.get("/{campaign_id}", response_model=CampaignOut, responses=error_responses(404))
+async def get_campaign(campaign_id: uuid.UUID, principal: MerchantReader, session: Session):
+    return await _out(session, await campaigns.get_campaign(session, merchant_of(principal), campaign_id))
+
+
+@router.patch("/{campaign_id}", response_model=CampaignOut, responses=error_responses(404, 409))
+async def update_campaign(campaign_id: uuid.UUID, body: CampaignPatch, principal: MerchantAdmin, session: Session):
+    changes = body.model_dump(exclude_unset=True)
+    nulls = [field for field, value in changes.items() if value is None]
+    if nulls:
+        raise ValidationFailed.for_field(nulls[0], "null_not_allowed", f"{nulls[0]} cannot be null")
+    campaign = await campaigns.update_campaign(session, merchant_of(principal), campaign_id, changes)
+    return await _out(session, campaign)
+
+
+@router.post("/{campaign_id}/offers", status_code=201, response_model=OfferOut, responses=error_responses(404, 409))
+async def add_offer(campaign_id: uuid.UUID, body: OfferIn, principal: MerchantAdmin, session: Session):
+    offer = await campaigns.add_offer(session, merchant_of(principal), campaign_id,
+                                      **body.model_dump(exclude={"rule", "schedule"}),
+                                      rule=body.rule, schedule=body.schedule)
+    out = OfferOut.model_validate(offer)
+    out.remaining = (await campaigns.offer_remaining(session, [offer.id])).get(offer.id, 0)
+    return out
+
+
+def _transition_route(action: str):
+    async def route(campaign_id: uuid.UUID, principal: MerchantAdmin, session: Session) -> CampaignOut:
+        return await _out(session, await campaigns.transition(session, merchant_of(principal), campaign_id, action))
+
+    route.__name__ = f"{action}_campaign"
+    return route
+
+
+for _action in campaigns.TRANSITIONS:
+    router.add_api_route(f"/{{campaign_id}}/{_action}", _transition_route(_action), methods=["POST"],
+                         response_model=CampaignOut, responses=error_responses(404, 409),
+                         summary=f"{_action.capitalize()} a campaign")

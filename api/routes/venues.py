@@ -1,0 +1,77 @@
+"""Merchants and venues."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from api.deps import AppUser, MerchantAdmin, MerchantReader, PlatformAdmin, Session, merchant_of
+from api.problems import error_responses
+from api.schemas import MerchantIn, MerchantOut, NearbyOut, Page, VenueIn, VenueOut, VenuePatch
+from core.errors import ValidationFailed
+from core.tenancy import create_merchant
+from geo import venues
+from geo.geofence import Geofence, GeofenceError, parse_geofence
+
+router = APIRouter(prefix="/v1", responses=error_responses(401, 403, 422, 429, 500))
+PageSize = Annotated[int, Query(ge=1, le=100, description="page size, at most 100")]
+Cursor = Annotated[uuid.UUID | None, Query(description="next_cursor of the previous page")]
+
+
+def _geofence(value: object) -> Geofence:
+    try:
+        return parse_geofence(value, "geofence")
+    except GeofenceError as exc:
+        raise ValidationFailed.for_field(exc.field, exc.code, exc.message) from None
+
+
+@router.post("/merchants", status_code=201, response_model=MerchantOut, tags=["merchants"])
+async def create_merchant_route(body: MerchantIn, _: PlatformAdmin, session: Session):
+    return await create_merchant(session, body.name)
+
+
+@router.post("/venues", status_code=201, response_model=VenueOut, tags=["venues"])
+async def create_venue(body: VenueIn, principal: MerchantAdmin, session: Session):
+    return await venues.create_venue(session, merchant_of(principal), name=body.name, timezone=body.timezone,
+                                     address=body.address, geofence=_geofence(body.geofence))
+
+
+@router.get("/venues", response_model=Page[VenueOut], tags=["venues"])
+async def list_venues(principal: MerchantReader, session: Session, limit: PageSize = 50, cursor: Cursor = None):
+    items = await venues.list_venues(session, merchant_of(principal), after=cursor, limit=limit)
+    return {"items": items, "next_cursor": str(items[-1].id) if len(items) == limit else None}
+
+
+@router.get("/venues/nearby", response_model=NearbyOut, tags=["venues"])
+async def nearby(
+    _: AppUser, session: Session,
+    lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
+    lon: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
+    radius_m: Annotated[float, Query(gt=0, le=5000, allow_inf_nan=False)] = 1000,
+    limit: PageSize = 20,
+):
+    return {"items": await venues.nearby_venues(session, lat=lat, lon=lon, radius_m=radius_m, limit=limit)}
+
+
+@router.get("/venues/{venue_id}", response_model=VenueOut, tags=["venues"], responses=error_responses(404))
+async def get_venue(venue_id: uuid.UUID, principal: MerchantReader, session: Session):
+    return await venues.get_venue(session, merchant_of(principal), venue_id)
+
+
+@router.patch("/venues/{venue_id}", response_model=VenueOut, tags=["venues"], responses=error_responses(404))
+async def update_venue(venue_id: uuid.UUID, body: VenuePatch, principal: MerchantAdmin, session: Session):
+    changes = body.model_dump(exclude_unset=True)
+    for field in ("name", "timezone", "geofence"):
+        if field in changes and changes[field] is None:
+            raise ValidationFailed.for_field(field, "null_not_allowed", f"{field} cannot be null")
+    if "geofence" in changes:
+        changes["geofence"] = _geofence(changes["geofence"])
+    return await venues.update_venue(session, merchant_of(principal), venue_id, changes)
+
+
+@router.delete("/venues/{venue_id}", status_code=204, tags=["venues"], responses=error_responses(404))
+async def delete_venue(venue_id: uuid.UUID, principal: MerchantAdmin, session: Session) -> Response:
+    await venues.delete_venue(session, merchant_of(principal), venue_id)
+    return Response(status_code=204)

@@ -1,0 +1,96 @@
+"""The `checkin-offers` command: serve, migrate, token, seed-demo, simulate, openapi."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    uvicorn.run("api.main:app", host=args.host, port=args.port, workers=args.workers, loop="uvloop",
+                http="httptools", access_log=args.access_log, log_level="info", proxy_headers=False)
+
+
+def _migrate(_: argparse.Namespace) -> None:
+    from core.migrate import head_revision, migrate
+    from core.settings import get_settings
+
+    migrate(get_settings().database_url)
+    print(f"database migrated to {head_revision()}")
+
+
+def _token(args: argparse.Namespace) -> None:
+    from core.auth import mint_token
+    from core.settings import get_settings
+
+    print(mint_token(get_settings(), sub=args.sub, role=args.role, merchant_id=args.merchant_id, ttl_s=args.ttl))
+
+
+def _seed_demo(_: argparse.Namespace) -> None:
+    from checkin_offers.demo import seed_demo
+
+    asyncio.run(seed_demo())
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    from checkin_offers.simulate import main as simulate
+
+    simulate(args)
+
+
+def _openapi(_: argparse.Namespace) -> None:
+    from api.main import app
+
+    json.dump(app.openapi(), sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="checkin-offers", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("CHECKIN_WORKERS", "1")),
+                       help="processes; one per core in production (default 1, or CHECKIN_WORKERS)")
+    serve.add_argument("--access-log", action="store_true")
+    serve.set_defaults(run=_serve)
+
+    commands.add_parser("migrate", help="create the database if missing and migrate it to head").set_defaults(
+        run=_migrate)
+
+    token = commands.add_parser("token", help="print a development token (needs CHECKIN_JWT_SECRET)")
+    token.add_argument("--role", required=True,
+                       choices=["app_user", "merchant_staff", "merchant_admin", "marketer", "platform_admin"])
+    token.add_argument("--sub", required=True)
+    token.add_argument("--merchant-id")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds")
+    token.set_defaults(run=_token)
+
+    commands.add_parser("seed-demo", help="demo merchants, venues and campaigns in Oslo and Copenhagen").set_defaults(
+        run=_seed_demo)
+
+    simulate = commands.add_parser("simulate", help="drive realistic traffic through the SDK")
+    simulate.add_argument("--base-url", default="http://127.0.0.1:8000")
+    simulate.add_argument("--users", type=int, default=200)
+    simulate.add_argument("--days", type=int, default=3)
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.set_defaults(run=_simulate)
+
+    commands.add_parser("openapi", help="print the OpenAPI document").set_defaults(run=_openapi)
+
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except (RuntimeError, ValueError) as exc:
+        parser.exit(2, f"checkin-offers {args.command}: {exc}\n")
+
+
+if __name__ == "__main__":
+    main()

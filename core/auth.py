@@ -1,0 +1,103 @@
+"""Bearer JWT verification (PyJWT) and the authenticated principal.
+
+The algorithm is pinned by configuration, never read from the token, and HMAC and
+public-key algorithms are never accepted by the same deployment. exp, iat, sub, aud and
+iss are required and must have the right types.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+
+import jwt
+
+from core.errors import Unauthorized
+from core.settings import Settings
+
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss"]
+
+
+class Role(StrEnum):
+    APP_USER = "app_user"
+    MERCHANT_STAFF = "merchant_staff"
+    MERCHANT_ADMIN = "merchant_admin"
+    MARKETER = "marketer"
+    PLATFORM_ADMIN = "platform_admin"
+
+
+MERCHANT_ROLES = {Role.MERCHANT_STAFF, Role.MERCHANT_ADMIN, Role.MARKETER}
+
+
+@dataclass(frozen=True)
+class Principal:
+    sub: str
+    role: Role
+    merchant_id: uuid.UUID | None
+
+
+@lru_cache
+def _jwks_client(url: str) -> jwt.PyJWKClient:
+    return jwt.PyJWKClient(url, cache_keys=True, lifespan=300)
+
+
+def _verification_key(token: str, settings: Settings) -> object:
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    if settings.jwt_public_key:
+        return settings.jwt_public_key
+    return _jwks_client(settings.jwks_url).get_signing_key_from_jwt(token).key
+
+
+def verify_token(token: str, settings: Settings) -> Principal:
+    try:
+        claims = jwt.decode(
+            token,
+            key=_verification_key(token, settings),
+            algorithms=[settings.algorithm],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            leeway=settings.jwt_leeway_s,
+            options={"require": REQUIRED_CLAIMS, "verify_signature": True},
+        )
+    except jwt.PyJWTError as exc:
+        raise Unauthorized(f"invalid token: {exc}", code="invalid_token") from exc
+    return principal_from_claims(claims)
+
+
+def principal_from_claims(claims: dict) -> Principal:
+    # PyJWT checks exp/iat when present; their types and the custom claims are ours to check.
+    for name in ("exp", "iat"):
+        if isinstance(claims.get(name), bool) or not isinstance(claims.get(name), int | float):
+            raise Unauthorized(f"claim {name} must be a number", code="invalid_token")
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub or len(sub) > 200:
+        raise Unauthorized("claim sub must be a non-empty string", code="invalid_token")
+    try:
+        role = Role(claims.get("role"))
+    except ValueError:
+        raise Unauthorized("claim role is missing or unknown", code="invalid_token") from None
+    merchant_id = None
+    if role in MERCHANT_ROLES:
+        try:
+            merchant_id = uuid.UUID(str(claims.get("merchant_id")))
+        except ValueError:
+            raise Unauthorized(f"role {role} needs a merchant_id claim (a UUID)", code="invalid_token") from None
+    return Principal(sub=sub, role=role, merchant_id=merchant_id)
+
+
+def mint_token(
+    settings: Settings, *, sub: str, role: Role | str, merchant_id: str | None = None, ttl_s: int = 3600
+) -> str:
+    """A development token signed with the HS256 secret (refused when none is configured)."""
+    if not settings.jwt_secret:
+        raise RuntimeError("tokens can be minted only with an HS256 secret (CHECKIN_JWT_SECRET)")
+    now = int(time.time())
+    claims = {"sub": sub, "role": str(Role(role)), "iat": now, "exp": now + ttl_s,
+              "aud": settings.jwt_audience, "iss": settings.jwt_issuer}
+    if merchant_id:
+        claims["merchant_id"] = str(merchant_id)
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")

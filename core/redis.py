@@ -1,0 +1,54 @@
+"""Redis for hot, short-lived state: rate limits, velocity, in-flight idempotency locks.
+
+Every call has a short timeout and failures degrade instead of failing the request:
+PostgreSQL stays the source of truth, so a slow or absent Redis costs protection, not data.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import lru_cache
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from core.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+class RedisState:
+    """Remembers when Redis last failed, so /readyz can report the degradation."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self.last_failure_at: float | None = None
+
+    def failed(self, exc: Exception) -> None:
+        self.last_failure_at = time.monotonic()
+        log.warning("redis unavailable, degrading: %s", exc)
+
+    @property
+    def degraded(self) -> bool:
+        return self.last_failure_at is not None and time.monotonic() - self.last_failure_at < 30
+
+
+@lru_cache
+def get_redis() -> RedisState:
+    settings = get_settings()
+    client = aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        retry=Retry(NoBackoff(), 0),  # no hidden retries: a slow Redis is skipped, not waited for
+        decode_responses=True,
+        max_connections=64,
+        health_check_interval=0,
+    )
+    return RedisState(client)
+
+
+__all__ = ["RedisError", "RedisState", "get_redis"]

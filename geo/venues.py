@@ -1,0 +1,123 @@
+"""Venues and their geofences: create, read, change, delete (soft), and nearby search.
+
+Every function takes the merchant from the caller's token: another merchant's venue is
+indistinguishable from a missing one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from geoalchemy2 import Geography
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base
+from core.errors import NotFound
+from geo.geofence import Geofence, wkt_for_storage
+
+
+class Venue(Base):
+    __tablename__ = "venues"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=func.gen_random_uuid())
+    merchant_id: Mapped[uuid.UUID]
+    name: Mapped[str]
+    timezone: Mapped[str]
+    address: Mapped[str | None]
+    geofence: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    fence: Mapped[Any] = mapped_column(Geography("MULTIPOLYGON", srid=4326, spatial_index=False))
+    circle_center: Mapped[Any | None] = mapped_column(Geography("POINT", srid=4326, spatial_index=False))
+    circle_radius_m: Mapped[float | None]
+    area_m2: Mapped[float]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    deleted_at: Mapped[datetime | None]
+
+
+def _apply_geofence(venue: Venue, fence: Geofence) -> None:
+    venue.geofence = fence.geojson
+    venue.fence = wkt_for_storage(fence)
+    venue.circle_center = f"SRID=4326;POINT({fence.center[0]} {fence.center[1]})" if fence.center else None
+    venue.circle_radius_m = fence.radius_m
+    venue.area_m2 = fence.area_m2
+
+
+async def create_venue(
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    *,
+    name: str,
+    timezone: str,
+    address: str | None,
+    geofence: Geofence,
+) -> Venue:
+    venue = Venue(merchant_id=merchant_id, name=name, timezone=timezone, address=address)
+    _apply_geofence(venue, geofence)
+    session.add(venue)
+    await session.flush()
+    await session.refresh(venue)
+    return venue
+
+
+async def get_venue(session: AsyncSession, merchant_id: uuid.UUID, venue_id: uuid.UUID) -> Venue:
+    venue = await session.scalar(
+        select(Venue).where(Venue.id == venue_id, Venue.merchant_id == merchant_id, Venue.deleted_at.is_(None))
+    )
+    if venue is None:
+        raise NotFound("venue not found")
+    return venue
+
+
+async def list_venues(
+    session: AsyncSession, merchant_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
+) -> list[Venue]:
+    """Keyset pagination on id: stable under inserts, no OFFSET scans."""
+    query = select(Venue).where(Venue.merchant_id == merchant_id, Venue.deleted_at.is_(None))
+    if after is not None:
+        query = query.where(Venue.id > after)
+    return list(await session.scalars(query.order_by(Venue.id).limit(limit)))
+
+
+async def update_venue(
+    session: AsyncSession, merchant_id: uuid.UUID, venue_id: uuid.UUID, changes: dict[str, Any]
+) -> Venue:
+    venue = await get_venue(session, merchant_id, venue_id)
+    for field in ("name", "timezone", "address"):
+        if field in changes:
+            setattr(venue, field, changes[field])
+    if "geofence" in changes:
+        _apply_geofence(venue, changes["geofence"])
+    await session.flush()
+    await session.refresh(venue)
+    return venue
+
+
+async def delete_venue(session: AsyncSession, merchant_id: uuid.UUID, venue_id: uuid.UUID) -> None:
+    venue = await get_venue(session, merchant_id, venue_id)
+    venue.deleted_at = func.now()
+    await session.flush()
+
+
+NEARBY_SQL = text("""
+    SELECT v.id, v.name,
+           round(venue_distance_m(v, p.pt)::numeric, 1)::float AS distance_m,
+           EXISTS (SELECT 1 FROM campaign_venues cv JOIN campaigns c ON c.id = cv.campaign_id
+                   JOIN offers o ON o.campaign_id = c.id
+                   WHERE cv.venue_id = v.id AND c.status = 'active'
+                     AND now() >= c.starts_at AND now() < c.ends_at) AS has_checkin_offer
+    FROM venues v, (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography AS pt) p
+    WHERE v.deleted_at IS NULL AND ST_DWithin(v.fence, p.pt, :radius_m)
+    ORDER BY distance_m, v.id
+    LIMIT :limit
+""")
+
+
+async def nearby_venues(session: AsyncSession, *, lat: float, lon: float, radius_m: float, limit: int) -> list[dict]:
+    """Nearest first. Says whether a check-in offer is waiting, never what it is."""
+    rows = await session.execute(NEARBY_SQL, {"lat": lat, "lon": lon, "radius_m": radius_m, "limit": limit})
+    return [dict(row._mapping) for row in rows]

@@ -1,0 +1,99 @@
+"""Test set-up: a fresh PostGIS database per run (and per xdist worker), migrated once with
+Alembic, a Redis database of its own, and the real service on a loopback port.
+
+Tests are isolated by their data (every test makes its own merchant, venues and users)
+rather than by rolled-back transactions: the check-in and redemption commit on their own
+connections, and the concurrency tests need real commits.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+from sqlalchemy.engine import make_url
+
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+_base = make_url(os.environ.get("CHECKIN_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/checkin_offers"))
+TEST_DATABASE_URL = _base.set(database=f"{_base.database}_test_{_worker}").render_as_string(hide_password=False)
+_redis = make_url(os.environ.get("CHECKIN_REDIS_URL", "redis://127.0.0.1:6379/0"))
+TEST_REDIS_URL = str(_redis.set(database=str(10 + int(_worker.removeprefix("gw") or 0))))
+
+os.environ.update({
+    "CHECKIN_ENV": "test",
+    "CHECKIN_DATABASE_URL": TEST_DATABASE_URL,
+    "CHECKIN_REDIS_URL": TEST_REDIS_URL,
+    "CHECKIN_JWT_SECRET": "test-secret-for-the-test-suite-only-0123456789",
+})
+os.environ.pop("CHECKIN_JWT_PUBLIC_KEY", None)
+os.environ.pop("CHECKIN_JWKS_URL", None)
+
+pytest_plugins = ["tests.factories"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    from core.migrate import drop_database, migrate
+
+    drop_database(TEST_DATABASE_URL)
+    migrate(TEST_DATABASE_URL)
+    return TEST_DATABASE_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    client.close()
+    return TEST_REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def base_url(database_url: str, redis_url: str):
+    """The real service (uvicorn, the production event loop and HTTP parser) on a loopback port."""
+    import uvicorn
+
+    from api.main import app
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio",
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str):
+    from core.settings import get_settings
+
+    return get_settings()
+
+
+@pytest.fixture
+def db(database_url: str):
+    """A plain psycopg connection (autocommit) for looking at what the service wrote."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    url = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
