@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+_run = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))[:8]  # concurrent runs never share a database
 _base = make_url(os.environ.get("CHECKIN_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/checkin_offers"))
-TEST_DATABASE_URL = _base.set(database=f"{_base.database}_test_{_worker}").render_as_string(hide_password=False)
+TEST_DATABASE_URL = _base.set(database=f"{_base.database}_test_{_run}_{_worker}").render_as_string(hide_password=False)
 _redis = make_url(os.environ.get("CHECKIN_REDIS_URL", "redis://127.0.0.1:6379/0"))
 TEST_REDIS_URL = str(_redis.set(database=str(10 + int(_worker.removeprefix("gw") or 0))))
 
@@ -41,21 +42,21 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> str:
+def database_url():
     from core.migrate import drop_database, migrate
 
     drop_database(TEST_DATABASE_URL)
     migrate(TEST_DATABASE_URL)
-    return TEST_DATABASE_URL
+    yield TEST_DATABASE_URL
+    from core.db import get_engine
+
+    get_engine.cache_clear()
+    drop_database(TEST_DATABASE_URL)
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    import redis
-
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    client.flushdb()
-    client.close()
+    # Not flushed: keys are per user and per Idempotency-Key, and tests make fresh users.
     return TEST_REDIS_URL
 
 
