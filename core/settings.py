@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     max_future_skew_s: float = 30.0
     max_speed_kmh: float = 250.0
     checkin_cooldown_s: int = 900
-    checkin_rate_per_minute: int = 10
+    checkin_rate_per_minute: int = 30  # far above any real user; stops scripted floods
     idempotency_ttl_s: int = 48 * 3600
 
     # Redemption.

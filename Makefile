@@ -1,0 +1,45 @@
+# Developer entry points. `make` alone lists them.
+VENV := .venv
+PY := $(VENV)/bin/python
+APP := $(VENV)/bin/checkin-offers
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup venv run test bench lint openapi clean distclean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: ## venv + deps, PostgreSQL/PostGIS and Redis ready (idempotent)
+	@scripts/setup.sh
+
+# lint and openapi need no database: only the venv part of setup.
+venv:
+	@scripts/setup.sh --python-only
+
+run: setup ## migrate, seed demo data, serve on HOST:PORT (default 127.0.0.1:8000)
+	$(APP) migrate
+	$(APP) seed-demo
+	@echo "API docs: http://$(HOST):$(PORT)/docs"
+	$(APP) serve --host $(HOST) --port $(PORT)
+
+test: setup ## run the test suite (extra pytest args: make test PYTEST_ARGS='-k geo -x')
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup ## run the benchmark
+	$(PY) -m bench
+
+lint: venv ## ruff check
+	$(VENV)/bin/ruff check .
+
+openapi: venv ## write openapi.json
+	$(APP) openapi > openapi.json.tmp && mv openapi.json.tmp openapi.json
+
+clean: ## remove caches and build leftovers (keeps .venv)
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
+
+distclean: clean ## also remove .venv
+	rm -rf $(VENV)
