@@ -73,9 +73,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # The server drops the connection after an unhandled error: tell the client not to reuse it.
         return problem_response(500, "internal_error", "Internal server error",
                                 "the request failed and changed nothing; it is safe to retry",
-                                instance=request.url.path)
+                                instance=request.url.path, headers={"Connection": "close"})
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -74,8 +74,9 @@ def principal_from_claims(claims: dict) -> Principal:
         if isinstance(claims.get(name), bool) or not isinstance(claims.get(name), int | float):
             raise Unauthorized(f"claim {name} must be a number", code="invalid_token")
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub or len(sub) > 200:
-        raise Unauthorized("claim sub must be a non-empty string", code="invalid_token")
+    # Printable only: sub is stored as the user's id, and PostgreSQL text refuses NUL bytes.
+    if not isinstance(sub, str) or not 1 <= len(sub) <= 200 or not sub.isprintable():
+        raise Unauthorized("claim sub must be a printable string of 1-200 characters", code="invalid_token")
     try:
         role = Role(claims.get("role"))
     except ValueError:
@@ -95,9 +96,12 @@ def mint_token(
     """A development token signed with the HS256 secret (refused when none is configured)."""
     if not settings.jwt_secret:
         raise RuntimeError("tokens can be minted only with an HS256 secret (CHECKIN_JWT_SECRET)")
+    role = Role(role)
     now = int(time.time())
-    claims = {"sub": sub, "role": str(Role(role)), "iat": now, "exp": now + ttl_s,
+    claims = {"sub": sub, "role": str(role), "iat": now, "exp": now + ttl_s,
               "aud": settings.jwt_audience, "iss": settings.jwt_issuer}
+    if role in MERCHANT_ROLES and not merchant_id:
+        raise ValueError(f"role {role} needs a merchant id")  # the token would be refused
     if merchant_id:
-        claims["merchant_id"] = str(merchant_id)
+        claims["merchant_id"] = str(uuid.UUID(str(merchant_id)))
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
+import jwt
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -28,7 +29,7 @@ class Settings(BaseSettings):
     jwt_secret: str | None = None  # HS256, development and tests
     jwt_public_key: str | None = None  # PEM, RS256/ES256 in production
     jwks_url: str | None = None
-    jwt_algorithm: str | None = None  # pinned; derived from the key material when unset
+    jwt_algorithm: str | None = None  # pinned; when unset, HS256 with a secret, else RS256
     jwt_audience: str = "checkin-offers"
     jwt_issuer: str = "checkin-offers"
     jwt_leeway_s: int = 30
@@ -66,6 +67,12 @@ class Settings(BaseSettings):
             raise ValueError("an HS256 secret is configured: CHECKIN_JWT_ALGORITHM must be HS256")
         if self.verification_key_set and algorithm not in ASYMMETRIC_ALGORITHMS:
             raise ValueError("a public key / JWKS needs an asymmetric CHECKIN_JWT_ALGORITHM")
+        if self.jwt_public_key:
+            # Else every token would be refused at run time, e.g. an EC key left at the RS256 default.
+            try:
+                jwt.get_algorithm_by_name(algorithm).prepare_key(self.jwt_public_key)
+            except jwt.InvalidKeyError as exc:
+                raise ValueError(f"CHECKIN_JWT_PUBLIC_KEY is not a {algorithm} key: {exc}") from None
         return self
 
     @property

@@ -1,10 +1,3 @@
-def test_health(http):
-    assert http.get("/healthz").json() == {"status": "ok"}
-    r = http.get("/readyz")
-    assert r.status_code == 200, r.text
-    assert r.json()["checks"] == {"database": "ok", "redis": "ok"}
-
-
 def test_checkin_unlocks(world):
     m = world.merchant()
     v = world.venue(m)

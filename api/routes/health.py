@@ -21,13 +21,16 @@ async def healthz() -> dict:
     return {"status": "ok"}
 
 
-async def _database() -> str:
+async def _database() -> tuple[str, str]:
+    """(database, migrations): reachable, and at the code's head revision."""
     try:
         async with asyncio.timeout(2), get_engine().connect() as conn:
-            current = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+            migrated = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
+            current = await conn.scalar(text("SELECT version_num FROM alembic_version")) if migrated else None
     except Exception as exc:  # noqa: BLE001 - any failure means "down", with its reason
-        return f"down: {type(exc).__name__}"
-    return "ok" if current == head_revision() else f"migrations behind: at {current}, head is {head_revision()}"
+        return f"down: {type(exc).__name__}", "unknown"
+    head = head_revision()
+    return "ok", "ok" if current == head else f"behind: at {current or 'none'}, head is {head}"
 
 
 async def _redis() -> str:
@@ -41,9 +44,10 @@ async def _redis() -> str:
 
 @router.get("/readyz", responses={503: {"description": "the database is down or not migrated"}})
 async def readyz() -> JSONResponse:
-    """Database reachable and migrated (else 503); Redis reachable (else 200 "degraded":
-    check-ins keep working from PostgreSQL alone, without rate limits)."""
-    database, redis = await asyncio.gather(_database(), _redis())
-    status = "ready" if database == "ok" and redis == "ok" else "degraded" if database == "ok" else "unavailable"
-    return JSONResponse({"status": status, "checks": {"database": database, "redis": redis}},
+    """Database reachable and migrated to head (else 503 "unavailable"); Redis reachable (else
+    200 "degraded": check-ins keep working from PostgreSQL alone, without rate limits)."""
+    (database, migrations), redis = await asyncio.gather(_database(), _redis())
+    serving = database == "ok" and migrations == "ok"
+    status = "unavailable" if not serving else "ready" if redis == "ok" else "degraded"
+    return JSONResponse({"status": status, "checks": {"database": database, "migrations": migrations, "redis": redis}},
                         status_code=503 if status == "unavailable" else 200)
