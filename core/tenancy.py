@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
-from core.errors import Forbidden
 
 
 class Merchant(Base):
@@ -28,7 +28,10 @@ async def create_merchant(session: AsyncSession, name: str) -> Merchant:
     return merchant
 
 
-async def require_merchant(session: AsyncSession, merchant_id: uuid.UUID) -> None:
-    """A valid token can outlive its merchant: refuse it before anything is written for it."""
-    if await session.scalar(select(Merchant.id).where(Merchant.id == merchant_id)) is None:
-        raise Forbidden("the merchant named by your token does not exist", code="unknown_merchant")
+async def ensure_merchant(session: AsyncSession, merchant_id: uuid.UUID) -> None:
+    """The identity provider is the source of truth for who belongs to which merchant: a
+    verified token naming a merchant we have not seen provisions it on its first write
+    (just-in-time), instead of failing on the foreign key."""
+    await session.execute(
+        insert(Merchant).values(id=merchant_id, name=f"merchant {merchant_id}").on_conflict_do_nothing()
+    )

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
 from core.errors import NotFound
-from core.tenancy import require_merchant
+from core.tenancy import ensure_merchant
 from geo.geofence import Geofence, wkt_for_storage
 
 
@@ -57,7 +57,7 @@ async def create_venue(
     address: str | None,
     geofence: Geofence,
 ) -> Venue:
-    await require_merchant(session, merchant_id)
+    await ensure_merchant(session, merchant_id)
     venue = Venue(merchant_id=merchant_id, name=name, timezone=timezone, address=address)
     _apply_geofence(venue, geofence)
     session.add(venue)

@@ -270,13 +270,19 @@ def test_another_merchants_venue_is_indistinguishable_from_a_missing_one(world):
     assert_accepted_at(world, venue, *venue["center"], 5)
 
 
-def test_a_token_for_a_merchant_that_does_not_exist_writes_nothing(world, db):
-    ghost = str(uuid.uuid4())
-    headers = world.headers("merchant_admin", merchant_id=ghost)
-    circle = {"type": "Circle", "center": list(world.spot()), "radius_m": 50}
-    assert_problem(world.http.post("/v1/venues", json=venue_body(circle), headers=headers), 403, "unknown_merchant")
+def test_a_verified_token_for_a_new_merchant_provisions_it_on_first_write(world, db):
+    newcomer = str(uuid.uuid4())
+    headers = world.headers("merchant_admin", merchant_id=newcomer)
     assert world.http.get("/v1/venues", headers=headers).json() == {"items": [], "next_cursor": None}
-    assert db.execute("SELECT count(*) AS n FROM venues WHERE merchant_id = %s", (ghost,)).fetchone()["n"] == 0
+    circle = {"type": "Circle", "center": list(world.spot()), "radius_m": 50}
+    r = world.http.post("/v1/venues", json=venue_body(circle), headers=headers)
+    assert r.status_code == 201, r.text
+    assert r.json()["merchant_id"] == newcomer
+    assert db.execute("SELECT count(*) AS n FROM merchants WHERE id = %s", (newcomer,)).fetchone()["n"] == 1
+    # a second venue reuses the same merchant row
+    circle = {"type": "Circle", "center": list(world.spot()), "radius_m": 50}
+    assert world.http.post("/v1/venues", json=venue_body(circle), headers=headers).status_code == 201
+    assert db.execute("SELECT count(*) AS n FROM merchants WHERE id = %s", (newcomer,)).fetchone()["n"] == 1
 
 
 # --- geofences at the edge -----------------------------------------------------------------
