@@ -76,11 +76,22 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("seed-demo", help="demo merchants, venues and campaigns in Oslo and Copenhagen").set_defaults(
         run=_seed_demo)
 
-    simulate = commands.add_parser("simulate", help="drive realistic traffic through the SDK")
+    simulate = commands.add_parser("simulate", help="drive realistic traffic through the SDK (see its --help)",
+                                   description="Drive demo traffic through the SDK against a running, seeded server. "
+                                   "Time is compressed; see checkin_offers/simulate.py for the server settings "
+                                   "that match.")
     simulate.add_argument("--base-url", default="http://127.0.0.1:8000")
     simulate.add_argument("--users", type=int, default=200)
-    simulate.add_argument("--days", type=int, default=3)
+    simulate.add_argument("--days", type=int, default=3, help="simulated days")
     simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--day-seconds", type=float, default=20.0, help="real seconds per simulated day")
+    simulate.add_argument("--spoofers", type=int, help="users who fake their location (default: users / 20)")
+    simulate.add_argument("--lift", type=float, default=0.15,
+                          help="true effect: extra return probability of the treatment arm")
+    simulate.add_argument("--return-rate", type=float, default=0.30, help="return probability of the control arm")
+    simulate.add_argument("--offline-share", type=float, default=0.15, help="share of users with flaky networks")
+    simulate.add_argument("--redeem-share", type=float, default=0.6, help="share of unlocked codes redeemed")
+    simulate.add_argument("--concurrency", type=int, default=16, help="requests in flight at most")
     simulate.set_defaults(run=_simulate)
 
     commands.add_parser("openapi", help="print the OpenAPI document").set_defaults(run=_openapi)
