@@ -38,7 +38,9 @@ def normalize_code(raw: str) -> str | None:
 
 
 def _failure_keys(merchant: uuid.UUID, staff: str, venue: uuid.UUID) -> list[str]:
-    return [f"rd:fail:staff:{merchant}:{staff}", f"rd:fail:venue:{venue}"]
+    # The venue count is the merchant's own: any merchant can send any venue id, and must
+    # not be able to lock another merchant's till by guessing there.
+    return [f"rd:fail:staff:{merchant}:{staff}", f"rd:fail:venue:{merchant}:{venue}"]
 
 
 async def _refuse_if_guessing(redis: RedisState, settings: Settings, keys: list[str]) -> None:

@@ -1,8 +1,9 @@
 """A campaign's funnel and its measured effect against the randomized holdout.
 
-Reads only the aggregates the check-in and redemption functions keep current
-(campaign_counters, campaign_effect, campaign_redeem_minutes) plus the few unlocks still
-open, so a campaign with millions of events answers from a few hundred rows.
+Reads the aggregates the check-in and redemption functions keep current
+(campaign_counters, campaign_effect, campaign_redeem_minutes), so a campaign with millions
+of events answers from a few hundred rows; only time to redeem also reads the unredeemed
+unlocks, from a covering index, because each is censored at its own age or window.
 
 Effect is intention to treat: every exposed user counts from first exposure, whether or
 not they unlocked or redeemed. The outcome is a return visit: at least one later accepted
@@ -46,15 +47,20 @@ EFFECT_SQL = text("""
     GROUP BY arm
 """)
 
-# Time to redeem: redemptions by minute, and the unlocks not redeemed: still open ones
-# censored at their age, expired ones at the longest redemption window of the campaign.
+# Time to redeem: redemptions by minute, and the unlocks not redeemed, censored when they
+# stopped being observed: open ones at their age, expired ones at their own offer's window
+# (censoring them later would keep them at risk for longer-lived offers' redemptions).
 REDEEM_MINUTES_SQL = text("""
     SELECT minutes, sum(n)::bigint FROM campaign_redeem_minutes
     WHERE campaign_id = :campaign GROUP BY minutes HAVING sum(n) > 0
 """)
-OPEN_UNLOCKS_SQL = text("""
-    SELECT floor(extract(epoch FROM now() - unlocked_at) / 60)::int AS minutes, count(*)
-    FROM unlocks WHERE campaign_id = :campaign AND redeemed_at IS NULL AND expires_at > now()
+# Grouped by the raw interval first: expired unlocks share a few spans (their windows), and
+# converting a few groups to minutes is cheaper than converting every row.
+UNREDEEMED_MINUTES_SQL = text("""
+    SELECT floor(extract(epoch FROM span) / 60)::int AS minutes, sum(n)::bigint
+    FROM (SELECT least(now(), expires_at) - unlocked_at AS span, count(*) AS n
+          FROM unlocks WHERE campaign_id = :campaign AND redeemed_at IS NULL
+          GROUP BY 1) spans
     GROUP BY 1
 """)
 VENUE_NAMES_SQL = text("SELECT id, name FROM venues WHERE id = ANY(:ids)")
@@ -120,6 +126,8 @@ def stats_status(effect: dict[str, Any]) -> str:
 
 async def campaign_stats(session: AsyncSession, merchant_id: uuid.UUID, campaign_id: uuid.UUID,
                          today: date) -> dict[str, Any]:
+    # One snapshot for every query below, so counters, sums and unlocks agree with each other.
+    await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
     campaign = await get_campaign(session, merchant_id, campaign_id)
     params = {"campaign": campaign.id}
 
@@ -139,11 +147,9 @@ async def campaign_stats(session: AsyncSession, merchant_id: uuid.UUID, campaign
     effect["attribution_days"] = campaign.attribution_days
 
     redeemed = [(float(m), int(n), 0) for m, n in await session.execute(REDEEM_MINUTES_SQL, params)]
-    still_open = [(float(m), 0, int(n)) for m, n in await session.execute(OPEN_UNLOCKS_SQL, params)]
+    censored = [(float(m), 0, int(n)) for m, n in await session.execute(UNREDEEMED_MINUTES_SQL, params)]
+    survival = stats_math.kaplan_meier_grouped(redeemed + censored)
     unlocks, net_redemptions = totals["unlock"], totals["redemption"] - totals["void"]
-    expired = unlocks - net_redemptions - sum(n for _, _, n in still_open)
-    longest_window = max((o.redeem_within_minutes for o in campaign.offers), default=0)
-    survival = stats_math.kaplan_meier_grouped(redeemed + still_open + [(float(longest_window), 0, max(0, expired))])
 
     names = dict((await session.execute(VENUE_NAMES_SQL, {"ids": list(by_venue)})).all()) if by_venue else {}
     treatment_users = arms["treatment"]["users"]
@@ -187,6 +193,15 @@ CSV_COLUMNS = ["breakdown", "key", "name", "checkins_accepted", "checkins_reject
                "exposed_control", "unlocks", "redemptions", "voids"]
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _spreadsheet_text(value: str | None) -> str | None:
+    """Merchant-chosen text (a venue name) shown as text, never run as a formula."""
+    return "'" + value if value and value.startswith(FORMULA_STARTS) else value
+
+
 def stats_csv(stats: dict[str, Any]) -> str:
     """The by-day and by-venue breakdowns as one CSV table, for spreadsheets."""
     out = io.StringIO()
@@ -195,5 +210,5 @@ def stats_csv(stats: dict[str, Any]) -> str:
     for row in stats["by_day"]:
         writer.writerow({"breakdown": "day", "key": row["day"], **row})
     for row in stats["by_venue"]:
-        writer.writerow({"breakdown": "venue", "key": row["venue_id"], **row})
+        writer.writerow({"breakdown": "venue", "key": row["venue_id"], **row, "name": _spreadsheet_text(row["name"])})
     return out.getvalue()

@@ -1,0 +1,409 @@
+"""Redemption at the till over HTTP: exactly once, idempotent, normalised codes, tenant
+isolation, guessing limits, and the void that records instead of erasing."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import pytest
+
+PARALLEL = 16
+
+
+def unlocked_code(world, merchant, venue) -> dict:
+    """A fresh user checks in at the venue and gets one code."""
+    r = world.checkin(world.user(), *venue["center"])
+    assert r.status_code == 201, r.text
+    (unlock,) = r.json()["unlocked"]
+    return unlock
+
+
+@pytest.fixture
+def till(world):
+    """A merchant with one venue and a running every-check-in campaign."""
+    m = world.merchant()
+    v = world.venue(m)
+    campaign = world.campaign(m, [v["id"]])
+    return m, v, campaign
+
+
+def redeem(world, headers, code, venue_id, key=None):
+    extra = {"Idempotency-Key": key} if key else {}
+    return world.http.post("/v1/redemptions", json={"code": code, "venue_id": venue_id}, headers={**headers, **extra})
+
+
+def void(world, headers, redemption_id, reason="rang up twice"):
+    return world.http.post(f"/v1/redemptions/{redemption_id}/void", json={"reason": reason}, headers=headers)
+
+
+def in_parallel(calls):
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def test_redeem_returns_the_redemption_and_marks_the_code(world, db, till):
+    m, v, _ = till
+    unlock = unlocked_code(world, m, v)
+
+    r = redeem(world, m.staff, unlock["code"], v["id"])
+
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert set(body) == {"id", "unlock_id", "offer_id", "venue_id", "redeemed_at"}
+    assert (body["unlock_id"], body["offer_id"], body["venue_id"]) == (unlock["unlock_id"], unlock["offer_id"], v["id"])
+    row = db.execute("SELECT * FROM redemptions WHERE id = %s", [body["id"]]).fetchone()
+    assert row["voided_at"] is None and str(row["unlock_id"]) == unlock["unlock_id"]
+    assert db.execute("SELECT redeemed_at FROM unlocks WHERE id = %s", [unlock["unlock_id"]]).fetchone()["redeemed_at"]
+
+
+def test_merchant_admin_may_redeem_too(world, till):
+    m, v, _ = till
+    assert redeem(world, m.admin, unlocked_code(world, m, v)["code"], v["id"]).status_code == 201
+
+
+@pytest.mark.parametrize("role", ["marketer", "app_user"])
+def test_other_roles_are_refused(world, till, role):
+    m, v, _ = till
+    unlock = unlocked_code(world, m, v)
+    headers = m.marketer if role == "marketer" else world.user()
+
+    r = redeem(world, headers, unlock["code"], v["id"])
+
+    assert r.status_code == 403, r.text
+    assert r.json()["code"] == "forbidden_role"
+    assert redeem(world, m.staff, unlock["code"], v["id"]).status_code == 201  # the code was not spent
+
+
+def test_second_redemption_is_409_with_the_first_time(world, till):
+    m, v, _ = till
+    code = unlocked_code(world, m, v)["code"]
+    first = redeem(world, m.staff, code, v["id"]).json()
+
+    r = redeem(world, m.staff, code, v["id"])
+
+    assert r.status_code == 409, r.text
+    problem = r.json()
+    assert problem["code"] == "already_redeemed"
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert _same_instant(problem["redeemed_at"], first["redeemed_at"])
+
+
+def test_expired_code_is_410(world, db, till):
+    m, v, _ = till
+    unlock = unlocked_code(world, m, v)
+    db.execute("UPDATE unlocks SET expires_at = now() - interval '1 second' WHERE id = %s", [unlock["unlock_id"]])
+
+    r = redeem(world, m.staff, unlock["code"], v["id"])
+
+    assert r.status_code == 410, r.text
+    assert r.json()["code"] == "expired"
+    assert db.execute("SELECT count(*) AS n FROM redemptions WHERE unlock_id = %s",
+                      [unlock["unlock_id"]]).fetchone()["n"] == 0
+
+
+def test_unknown_and_foreign_codes_look_the_same(world, till):
+    m, v, _ = till
+    other = world.merchant("Other cafe")
+    other_venue = world.venue(other)
+    world.campaign(other, [other_venue["id"]])
+    foreign_code = unlocked_code(world, other, other_venue)["code"]
+    real = unlocked_code(world, m, v)["code"]
+    unknown = real[:-1] + ("X" if real[-1] != "X" else "Y")
+
+    foreign = redeem(world, m.staff, foreign_code, v["id"])
+    missing = redeem(world, m.staff, unknown, v["id"])
+
+    assert foreign.status_code == missing.status_code == 404
+    assert foreign.json()["code"] == "not_found"
+    assert {k: x for k, x in foreign.json().items() if k != "instance"} == \
+           {k: x for k, x in missing.json().items() if k != "instance"}
+    assert foreign.headers["content-type"] == missing.headers["content-type"]
+    assert redeem(world, other.staff, foreign_code, other_venue["id"]).status_code == 201  # still live for its owner
+
+
+@pytest.mark.parametrize("spell", [
+    pytest.param(lambda c: c.lower(), id="lowercase"),
+    pytest.param(lambda c: c.replace("-", " "), id="spaces"),
+    pytest.param(lambda c: c.replace("-", ""), id="no-dashes"),
+    pytest.param(lambda c: " " + c.replace("-", "").lower()[:6] + " " + c.replace("-", "").lower()[6:] + " ",
+                 id="spaced-lowercase"),
+    pytest.param(lambda c: c.replace("0", "O").replace("1", "I", 1).replace("1", "l"), id="confusables"),
+])
+def test_code_spellings_are_normalised(world, db, till, spell):
+    m, v, _ = till
+    unlock = unlocked_code(world, m, v)
+    # A code with both confusable digits, so every spelling has something to normalise.
+    code = f"01{uuid.uuid4().hex[:2].upper()}-1{uuid.uuid4().hex[:3].upper()}-0{uuid.uuid4().hex[:3].upper()}"
+    db.execute("UPDATE unlocks SET code = %s WHERE id = %s", [code, unlock["unlock_id"]])
+
+    r = redeem(world, m.staff, spell(code), v["id"])
+
+    assert r.status_code == 201, (spell(code), r.text)
+    assert r.json()["unlock_id"] == unlock["unlock_id"]
+
+
+def test_venue_outside_the_campaign_is_refused(world, till):
+    m, v, _ = till
+    elsewhere = world.venue(m)
+    unlock = unlocked_code(world, m, v)
+
+    r = redeem(world, m.staff, unlock["code"], elsewhere["id"])
+
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["code"] == "venue_not_in_campaign"
+    assert redeem(world, m.staff, unlock["code"], v["id"]).status_code == 201
+
+
+def test_parallel_redemptions_of_one_code_have_one_winner(world, db, till):
+    m, v, _ = till
+    unlock = unlocked_code(world, m, v)
+
+    responses = in_parallel([lambda: redeem(world, m.staff, unlock["code"], v["id"])] * PARALLEL)
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [409] * (PARALLEL - 1), [r.text for r in responses]
+    assert {r.json()["code"] for r in responses if r.status_code == 409} == {"already_redeemed"}
+    assert db.execute("SELECT count(*) AS n FROM redemptions WHERE unlock_id = %s",
+                      [unlock["unlock_id"]]).fetchone()["n"] == 1
+    assert db.execute("SELECT count(*) AS n FROM events WHERE type = 'offer_redeemed' AND unlock_id = %s",
+                      [unlock["unlock_id"]]).fetchone()["n"] == 1
+
+
+def test_replay_with_the_same_key_returns_the_same_redemption(world, db, till):
+    m, v, _ = till
+    unlock = unlocked_code(world, m, v)
+    key = str(uuid.uuid4())
+
+    first = redeem(world, m.staff, unlock["code"], v["id"], key)
+    again = redeem(world, m.staff, unlock["code"].lower(), v["id"], key)  # same code, spelled differently
+
+    assert first.status_code == again.status_code == 201, again.text
+    assert again.json() == first.json()
+    assert db.execute("SELECT count(*) AS n FROM redemptions WHERE unlock_id = %s",
+                      [unlock["unlock_id"]]).fetchone()["n"] == 1
+    other = unlocked_code(world, m, v)
+    reused = redeem(world, m.staff, other["code"], v["id"], key)
+    assert reused.status_code == 422, reused.text
+    assert reused.json()["code"] == "idempotency_key_reused"
+    assert redeem(world, m.staff, other["code"], v["id"]).status_code == 201  # the refused request spent nothing
+
+
+def test_parallel_replays_with_one_key_all_get_the_one_redemption(world, db, till):
+    m, v, _ = till
+    unlock = unlocked_code(world, m, v)
+    key = str(uuid.uuid4())
+
+    responses = in_parallel([lambda: redeem(world, m.staff, unlock["code"], v["id"], key)] * PARALLEL)
+
+    assert [r.status_code for r in responses] == [201] * PARALLEL, [r.text for r in responses]
+    assert len({r.text for r in responses}) == 1
+    assert db.execute("SELECT count(*) AS n FROM redemptions WHERE unlock_id = %s",
+                      [unlock["unlock_id"]]).fetchone()["n"] == 1
+    assert db.execute("SELECT count(*) AS n FROM events WHERE type = 'offer_redeemed' AND unlock_id = %s",
+                      [unlock["unlock_id"]]).fetchone()["n"] == 1
+
+
+def test_keys_belong_to_their_staff_member(world, till):
+    m, v, _ = till
+    a, b = unlocked_code(world, m, v), unlocked_code(world, m, v)
+    key = str(uuid.uuid4())
+
+    first = redeem(world, world.headers("merchant_staff", merchant_id=m.id), a["code"], v["id"], key)
+    second = redeem(world, world.headers("merchant_staff", merchant_id=m.id), b["code"], v["id"], key)
+
+    assert first.status_code == second.status_code == 201
+    assert first.json()["unlock_id"] != second.json()["unlock_id"]
+
+
+# Guessing limits
+
+
+@pytest.fixture
+def low_failure_limit(monkeypatch, settings):
+    monkeypatch.setattr(settings, "redemption_failures_per_10min", 3)
+    return 3
+
+
+def _guess(world, headers, venue_id):
+    return redeem(world, headers, f"ZZZZ-{uuid.uuid4().hex[:4].upper()}-ZZZZ", venue_id)
+
+
+def test_failed_guesses_are_limited_per_staff_member(world, till, low_failure_limit):
+    m, v, _ = till
+    staff = world.headers("merchant_staff", merchant_id=m.id)
+    for _ in range(low_failure_limit):
+        assert _guess(world, staff, v["id"]).status_code == 404
+    code = unlocked_code(world, m, v)["code"]
+
+    limited = redeem(world, staff, code, v["id"])
+
+    assert limited.status_code == 429, limited.text
+    assert limited.json()["code"] == "rate_limited"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 600
+    # The same staff member is limited at another venue too; a colleague elsewhere is not.
+    other_venue = world.venue(m)
+    world.campaign(m, [other_venue["id"]])
+    assert redeem(world, staff, unlocked_code(world, m, other_venue)["code"], other_venue["id"]).status_code == 429
+    colleague = world.headers("merchant_staff", merchant_id=m.id)
+    assert redeem(world, colleague, unlocked_code(world, m, other_venue)["code"], other_venue["id"]).status_code == 201
+
+
+def test_failed_guesses_are_limited_per_venue(world, till, low_failure_limit):
+    m, v, _ = till
+    for _ in range(low_failure_limit):  # a different staff member each time: only the venue adds up
+        assert _guess(world, world.headers("merchant_staff", merchant_id=m.id), v["id"]).status_code == 404
+
+    r = redeem(world, world.headers("merchant_staff", merchant_id=m.id), unlocked_code(world, m, v)["code"], v["id"])
+
+    assert r.status_code == 429, r.text
+    assert "Retry-After" in r.headers
+
+
+def test_another_merchants_guesses_do_not_lock_a_venue(world, till, low_failure_limit):
+    m, v, _ = till
+    intruder = world.merchant("Intruder")
+    for _ in range(low_failure_limit + 2):
+        staff = world.headers("merchant_staff", merchant_id=intruder.id)
+        assert _guess(world, staff, v["id"]).status_code in (404, 429)
+
+    r = redeem(world, m.staff, unlocked_code(world, m, v)["code"], v["id"])
+
+    assert r.status_code == 201, r.text
+
+
+def test_successes_and_conflicts_do_not_count_as_guesses(world, till, low_failure_limit):
+    m, v, _ = till
+    staff = world.headers("merchant_staff", merchant_id=m.id)
+    code = unlocked_code(world, m, v)["code"]
+    assert redeem(world, staff, code, v["id"]).status_code == 201
+    for _ in range(low_failure_limit):
+        assert redeem(world, staff, code, v["id"]).status_code == 409
+
+    assert redeem(world, staff, unlocked_code(world, m, v)["code"], v["id"]).status_code == 201
+
+
+# Void
+
+
+def test_void_records_and_makes_the_code_redeemable_again(world, db, till):
+    m, v, _ = till
+    unlock = unlocked_code(world, m, v)
+    first = redeem(world, m.staff, unlock["code"], v["id"]).json()
+
+    r = void(world, m.admin, first["id"], "customer changed their mind")
+
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["id"] == first["id"] and body["void_reason"] == "customer changed their mind"
+    assert body["voided_at"]
+    row = db.execute("SELECT * FROM redemptions WHERE id = %s", [first["id"]]).fetchone()
+    assert row["voided_at"] is not None and row["void_reason"] == "customer changed their mind"
+    assert row["voided_by"]
+    assert db.execute("SELECT count(*) AS n FROM events WHERE type = 'redemption_voided' AND redemption_id = %s",
+                      [first["id"]]).fetchone()["n"] == 1
+    wallet = world.http.get("/v1/me/offers", headers=world.headers("app_user", _user_of(db, unlock))).json()
+    assert wallet["items"][0]["status"] == "active"
+
+    again = redeem(world, m.staff, unlock["code"], v["id"])
+
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] != first["id"]
+    rows = db.execute("SELECT voided_at FROM redemptions WHERE unlock_id = %s ORDER BY redeemed_at",
+                      [unlock["unlock_id"]]).fetchall()
+    assert len(rows) == 2 and rows[0]["voided_at"] is not None and rows[1]["voided_at"] is None
+
+
+def _user_of(db, unlock) -> str:
+    return db.execute("SELECT user_id FROM unlocks WHERE id = %s", [unlock["unlock_id"]]).fetchone()["user_id"]
+
+
+def test_void_needs_a_merchant_admin(world, till):
+    m, v, _ = till
+    redemption = redeem(world, m.staff, unlocked_code(world, m, v)["code"], v["id"]).json()
+
+    for headers in (m.staff, m.marketer, world.user()):
+        r = void(world, headers, redemption["id"])
+        assert r.status_code == 403, r.text
+    assert void(world, m.admin, redemption["id"]).status_code == 200
+
+
+def test_void_twice_is_409(world, till):
+    m, v, _ = till
+    redemption = redeem(world, m.staff, unlocked_code(world, m, v)["code"], v["id"]).json()
+    assert void(world, m.admin, redemption["id"]).status_code == 200
+
+    r = void(world, m.admin, redemption["id"])
+
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "already_voided"
+    assert r.json()["voided_at"]
+
+
+def test_void_after_the_window_is_409(world, db, till, settings):
+    m, v, _ = till
+    redemption = redeem(world, m.staff, unlocked_code(world, m, v)["code"], v["id"]).json()
+    db.execute("UPDATE redemptions SET redeemed_at = redeemed_at - make_interval(mins => %s + 1) WHERE id = %s",
+               [settings.void_window_minutes, redemption["id"]])
+
+    r = void(world, m.admin, redemption["id"])
+
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "void_window_passed"
+    assert db.execute("SELECT voided_at FROM redemptions WHERE id = %s",
+                      [redemption["id"]]).fetchone()["voided_at"] is None
+
+
+def test_void_window_follows_the_setting(world, till, monkeypatch, settings):
+    m, v, _ = till
+    redemption = redeem(world, m.staff, unlocked_code(world, m, v)["code"], v["id"]).json()
+    monkeypatch.setattr(settings, "void_window_minutes", 0)
+
+    r = void(world, m.admin, redemption["id"])
+
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "void_window_passed"
+
+
+def test_void_of_another_merchants_redemption_is_404(world, till):
+    m, v, _ = till
+    redemption = redeem(world, m.staff, unlocked_code(world, m, v)["code"], v["id"]).json()
+    other = world.merchant("Other")
+
+    foreign = void(world, other.admin, redemption["id"])
+    missing = void(world, other.admin, str(uuid.uuid4()))
+
+    assert foreign.status_code == missing.status_code == 404
+    assert {k: x for k, x in foreign.json().items() if k != "instance"} == \
+           {k: x for k, x in missing.json().items() if k != "instance"}
+    assert void(world, m.admin, redemption["id"]).status_code == 200
+
+
+def test_parallel_voids_have_one_winner(world, db, till):
+    m, v, _ = till
+    redemption = redeem(world, m.staff, unlocked_code(world, m, v)["code"], v["id"]).json()
+
+    responses = in_parallel([lambda: void(world, m.admin, redemption["id"])] * PARALLEL)
+
+    assert sorted(r.status_code for r in responses) == [200] + [409] * (PARALLEL - 1)
+    assert {r.json()["code"] for r in responses if r.status_code == 409} == {"already_voided"}
+    assert db.execute("SELECT count(*) AS n FROM events WHERE type = 'redemption_voided' AND redemption_id = %s",
+                      [redemption["id"]]).fetchone()["n"] == 1
+
+
+def test_parallel_redemptions_after_a_void_have_one_winner(world, db, till):
+    m, v, _ = till
+    unlock = unlocked_code(world, m, v)
+    first = redeem(world, m.staff, unlock["code"], v["id"]).json()
+    assert void(world, m.admin, first["id"]).status_code == 200
+
+    responses = in_parallel([lambda: redeem(world, m.staff, unlock["code"], v["id"])] * PARALLEL)
+
+    assert sorted(r.status_code for r in responses) == [201] + [409] * (PARALLEL - 1)
+    assert db.execute("SELECT count(*) AS n FROM redemptions WHERE unlock_id = %s AND voided_at IS NULL",
+                      [unlock["unlock_id"]]).fetchone()["n"] == 1
+
+
+def _same_instant(a: str, b: str) -> bool:
+    return datetime.fromisoformat(a) == datetime.fromisoformat(b)
