@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 from zoneinfo import available_timezones
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from offers.rules import Rule, Schedule
 
@@ -18,6 +18,15 @@ Text = Field(min_length=1, max_length=200)
 
 class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")  # PostgreSQL text cannot store them
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(_no_nul)]
 
 
 def _known_timezone(value: str) -> str:
@@ -37,7 +46,7 @@ class Page(BaseModel, Generic[T]):
 # Merchants
 
 class MerchantIn(StrictBody):
-    name: str = Text
+    name: PlainText = Text
 
 
 class MerchantOut(BaseModel):
@@ -48,9 +57,9 @@ class MerchantOut(BaseModel):
 # Venues
 
 class VenueIn(StrictBody):
-    name: str = Text
+    name: PlainText = Text
     timezone: str = Field(max_length=64, examples=["Europe/Oslo"])
-    address: str | None = Field(default=None, max_length=500)
+    address: PlainText | None = Field(default=None, max_length=500)
     geofence: dict[str, Any] = Field(description=(
         "GeoJSON Polygon or MultiPolygon (WGS84, [lon, lat]) or "
         '{"type": "Circle", "center": [lon, lat], "radius_m": r}'),
@@ -60,9 +69,9 @@ class VenueIn(StrictBody):
 
 
 class VenuePatch(StrictBody):
-    name: str | None = Text
+    name: PlainText | None = Field(default=None, min_length=1, max_length=200)
     timezone: str | None = Field(default=None, max_length=64)
-    address: str | None = Field(default=None, max_length=500)
+    address: PlainText | None = Field(default=None, max_length=500)
     geofence: dict[str, Any] | None = None
 
     @field_validator("timezone")
@@ -98,7 +107,7 @@ class NearbyOut(BaseModel):
 # Campaigns and offers
 
 class CampaignIn(StrictBody):
-    name: str = Text
+    name: PlainText = Text
     venue_ids: list[uuid.UUID] = Field(min_length=1, max_length=500)
     starts_at: AwareDatetime
     ends_at: AwareDatetime
@@ -107,7 +116,7 @@ class CampaignIn(StrictBody):
 
 
 class CampaignPatch(StrictBody):
-    name: str | None = Text
+    name: PlainText | None = Field(default=None, min_length=1, max_length=200)
     venue_ids: list[uuid.UUID] | None = Field(default=None, min_length=1, max_length=500)
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
@@ -116,9 +125,9 @@ class CampaignPatch(StrictBody):
 
 
 class OfferIn(StrictBody):
-    title: str = Text
-    description: str = Field(min_length=1, max_length=2000)
-    terms: str = Field(min_length=1, max_length=2000)
+    title: PlainText = Text
+    description: PlainText = Field(min_length=1, max_length=2000)
+    terms: PlainText = Field(min_length=1, max_length=2000)
     rule: Rule
     schedule: Schedule | None = None
     per_user_limit: int = Field(default=1, ge=1, le=1000)
@@ -164,7 +173,7 @@ class CheckinIn(StrictBody):
     accuracy_m: float = Field(ge=0, le=100_000, allow_inf_nan=False, description="GPS accuracy radius, metres")
     observed_at: AwareDatetime = Field(description="when the phone took the fix (may be earlier if sent offline)")
     venue_id: uuid.UUID | None = Field(default=None, description="the venue the user chose, if any")
-    device_id: str | None = Field(default=None, max_length=200)
+    device_id: PlainText | None = Field(default=None, max_length=200)
     mocked: bool | None = Field(default=None, description="the OS reports a simulated location")
 
 

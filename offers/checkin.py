@@ -2,16 +2,25 @@
 
 Flow (one Redis round trip, one database round trip, one Redis round trip):
 1. pure checks on the fix (geo.plausibility): decided here, still recorded in the database;
-2. Redis: in-flight lock for the Idempotency-Key (409 while running), the per-user rate
-   limit (429) and the last accepted fix for the velocity check;
+2. Redis: in-flight lock for the Idempotency-Key (409 while running) and the per-user rate
+   limit (429);
 3. PostgreSQL: `SELECT checkin(...)`, the database function in migrations/sql that matches
-   the venue, records the check-in and its events, assigns the holdout arm, evaluates the
-   offers' rules and unlocks, and stores the response under the Idempotency-Key;
-4. Redis: remember the new fix, release the in-flight lock.
+   the venue, records the check-in and its events, runs the speed and cool-down checks
+   against the user's accepted history, assigns the holdout arm, evaluates the offers'
+   rules and unlocks, and stores the response under the Idempotency-Key;
+4. Redis: release the in-flight lock.
 
-When Redis is down or slow, step 2 and 4 are skipped: no rate limit, velocity read from
-PostgreSQL, and a concurrent duplicate waits for the first and gets its stored response
-instead of a 409. Nothing accepted is lost: PostgreSQL is the record.
+The speed check reads PostgreSQL, never a cache: under the user's advisory lock the
+history is settled, so two concurrent check-ins in two cities cannot both pass.
+
+When Redis is down or slow (each call times out after `redis_timeout_s`), steps 2 and 4
+are skipped and each limit degrades like this:
+- rate limit: none;
+- in-flight lock: a concurrent duplicate waits for the first request on the user's
+  advisory lock and gets its stored response (201) instead of a 409;
+- speed, cool-down, per-user and budget limits, idempotent replay: unchanged, they live
+  in PostgreSQL.
+Nothing accepted is lost: PostgreSQL is the record.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -42,9 +51,10 @@ class CheckinRequest:
     mocked: bool | None = None
 
     def fingerprint(self) -> str:
-        """Same body, same fingerprint: a replayed key is compared on values, not bytes."""
-        payload = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
-        payload["venue_id"] = str(self.venue_id) if self.venue_id else None
+        """Same body, same fingerprint: a replayed key is compared on values, not bytes
+        (one instant written with two UTC offsets is one value)."""
+        payload = asdict(self) | {"observed_at": self.observed_at.astimezone(UTC).isoformat(),
+                                  "venue_id": str(self.venue_id) if self.venue_id else None}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -52,27 +62,25 @@ class CheckinRequest:
 CHECKIN_SQL = text("""
     SELECT r ->> 'outcome' AS outcome, r #>> '{response,status}' AS status, (r -> 'response')::text AS body
     FROM checkin(:user, :key, :fingerprint, :lon, :lat, :accuracy_m, :observed_at, :venue_id, :device_id, :mocked,
-                 :reason, CAST(:detail AS jsonb), :prev_lon, :prev_lat, :prev_accuracy_m, :prev_at,
-                 :max_speed_kmh, make_interval(secs => :cooldown_s)) AS r
+                 :reason, CAST(:detail AS jsonb), :max_speed_kmh, make_interval(secs => :cooldown_s)) AS r
 """)
 
-# In-flight lock, rate limit and velocity state in one round trip.
+# In-flight lock and rate limit in one round trip.
 ADMIT_LUA = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[3]) then return {'in_flight', 0, false} end
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[3]) then return {'in_flight', 0} end
 local n = redis.call('INCR', KEYS[2])
 if n == 1 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
 if n > tonumber(ARGV[1]) then
   redis.call('DEL', KEYS[1])
-  return {'limited', redis.call('TTL', KEYS[2]), false}
+  return {'limited', redis.call('TTL', KEYS[2])}
 end
-return {'ok', 0, redis.call('GET', KEYS[3])}
+return {'ok', 0}
 """
 IN_FLIGHT_TTL_MS = 30_000
-VELOCITY_TTL_S = 86_400
 
 
-def _keys(user: str, key: str) -> tuple[str, str, str]:
-    return f"ck:inflight:{user}:{key}", f"ck:rate:{user}", f"ck:fix:{user}"
+def _keys(user: str, key: str) -> tuple[str, str]:
+    return f"ck:inflight:{user}:{key}", f"ck:rate:{user}"
 
 
 async def check_in(
@@ -84,13 +92,11 @@ async def check_in(
         accuracy_m=req.accuracy_m, observed_at=req.observed_at, now=now, mocked=bool(req.mocked),
         limits=FixLimits(settings.max_accuracy_m, settings.max_fix_age_s, settings.max_future_skew_s),
     )
-    in_flight_key, rate_key, fix_key = _keys(user, key)
-    prev = None
+    in_flight_key, rate_key = _keys(user, key)
     redis_ok = True
     try:
-        verdict, retry_after, fix = await redis.client.eval(
-            ADMIT_LUA, 3, in_flight_key, rate_key, fix_key,
-            settings.checkin_rate_per_minute, 60, IN_FLIGHT_TTL_MS,
+        verdict, retry_after = await redis.client.eval(
+            ADMIT_LUA, 2, in_flight_key, rate_key, settings.checkin_rate_per_minute, 60, IN_FLIGHT_TTL_MS,
         )
     except (RedisError, OSError) as exc:
         redis.failed(exc)
@@ -100,7 +106,6 @@ async def check_in(
             raise Conflict("a request with this Idempotency-Key is still running", code="idempotency_in_progress")
         if verdict == "limited":
             raise TooManyRequests(retry_after, "too many check-ins; try again later")
-        prev = json.loads(fix) if fix else None
 
     params = {
         "user": user, "key": key, "fingerprint": req.fingerprint(),
@@ -108,24 +113,13 @@ async def check_in(
         "venue_id": req.venue_id, "device_id": req.device_id, "mocked": req.mocked,
         "reason": rejection.reason if rejection else None,
         "detail": json.dumps(rejection.detail) if rejection else None,
-        "prev_lon": prev and prev["lon"], "prev_lat": prev and prev["lat"],
-        "prev_accuracy_m": prev and prev["accuracy_m"],
-        "prev_at": prev and datetime.fromisoformat(prev["at"]),
         "max_speed_kmh": settings.max_speed_kmh, "cooldown_s": settings.checkin_cooldown_s,
     }
     try:
         row = (await conn.execute(CHECKIN_SQL, params)).one()
-    except BaseException:
+    finally:
         if redis_ok:
-            await _finish(redis, in_flight_key, fix_key, None)
-        raise
-
-    newer = prev is None or datetime.fromisoformat(prev["at"]) <= req.observed_at
-    accepted_now = row.outcome == "done" and row.status == "accepted"
-    new_fix = {"lon": req.lon, "lat": req.lat, "accuracy_m": req.accuracy_m,
-               "at": req.observed_at.isoformat()} if accepted_now and newer else None
-    if redis_ok:
-        await _finish(redis, in_flight_key, fix_key, new_fix)
+            await _release(redis, in_flight_key)
 
     if row.outcome == "key_reused":
         raise ValidationFailed("this Idempotency-Key was used with a different request body",
@@ -135,13 +129,8 @@ async def check_in(
     return row.body
 
 
-async def _finish(redis: RedisState, in_flight_key: str, fix_key: str, new_fix: dict | None) -> None:
-    """Release the in-flight lock and remember the newest accepted fix, in one round trip."""
+async def _release(redis: RedisState, in_flight_key: str) -> None:
     try:
-        async with redis.client.pipeline(transaction=False) as pipe:
-            pipe.delete(in_flight_key)
-            if new_fix:
-                pipe.set(fix_key, json.dumps(new_fix), ex=VELOCITY_TTL_S)
-            await pipe.execute()
+        await redis.client.delete(in_flight_key)
     except (RedisError, OSError) as exc:
         redis.failed(exc)

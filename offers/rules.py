@@ -50,9 +50,9 @@ class Flash(Strict):
 
 
 class Group(Strict):
-    """Once `min_people` distinct users have checked in at the venue within `within_minutes`,
-    each of them unlocks: the one completing the group in the check-in response, the
-    others in their wallets, in the same transaction."""
+    """Once `min_people` distinct users have checked in at the venue within `within_minutes`
+    (either side) of one check-in, each of them unlocks: the one completing the group in the
+    check-in response, the others in their wallets, in the same transaction."""
 
     type: Literal["group"]
     min_people: int = Field(ge=2, le=100)
@@ -74,10 +74,19 @@ Rule = Annotated[
 
 
 class TimeWindow(Strict):
-    """Local time in the venue's time zone; an end before the start runs past midnight."""
+    """Local time in the venue's time zone. An end before the start runs past midnight and
+    belongs to the weekday it starts on: Friday 22:00-02:00 covers Saturday 01:00."""
 
     start: time
     end: time
+
+    @field_validator("start", "end")
+    @classmethod
+    def _local_minutes(cls, value: time) -> time:
+        # Stored as HH:MM in the venue's zone: seconds or an offset would be silently dropped.
+        if value.second or value.microsecond or value.tzinfo is not None:
+            raise ValueError("use HH:MM, local time at the venue")
+        return value
 
     @model_validator(mode="after")
     def _not_empty(self) -> TimeWindow:

@@ -1,7 +1,7 @@
 -- The check-in and its unlocks as one database call: a check-in costs one round trip,
 -- rule evaluation included, and is atomic. Readable, runnable in psql and pgbench:
 --   SELECT checkin('user-1', 'key-1', 'hash', 10.75, 59.91, 12, now(), NULL, NULL, false,
---                  NULL, NULL, NULL, NULL, NULL, NULL, 250, interval '15 minutes');
+--                  NULL, NULL, 250, interval '15 minutes');
 
 -- 60 random bits in Crockford base32: 12 characters read aloud as XXXX-XXXX-XXXX.
 CREATE FUNCTION new_offer_code() RETURNS text LANGUAGE plpgsql VOLATILE AS $$
@@ -34,24 +34,31 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- Is a local time inside an offer's schedule? {"weekdays": [1..7 ISO], "windows": [{"start": "17:00", "end": "19:00"}]}
--- A window whose end is before its start runs past midnight.
+-- A window whose end is before its start runs past midnight and belongs to the day it starts:
+-- Friday 22:00-02:00 covers Saturday 01:00, not Friday 01:00.
 CREATE FUNCTION schedule_allows(schedule jsonb, p_at timestamptz, p_tz text) RETURNS boolean
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     local_ts timestamp := p_at AT TIME ZONE p_tz;
     local_time time := local_ts::time;
+    today jsonb := to_jsonb(extract(isodow FROM local_ts)::int);
+    yesterday jsonb := to_jsonb(extract(isodow FROM local_ts - interval '1 day')::int);
+    days jsonb := coalesce(schedule -> 'weekdays', '[1, 2, 3, 4, 5, 6, 7]');
+    starts time;
+    ends time;
     w jsonb;
 BEGIN
     IF schedule IS NULL THEN RETURN true; END IF;
-    IF schedule ? 'weekdays' AND NOT (schedule -> 'weekdays') @> to_jsonb(extract(isodow FROM local_ts)::int) THEN
-        RETURN false;
-    END IF;
-    IF NOT schedule ? 'windows' OR jsonb_array_length(schedule -> 'windows') = 0 THEN RETURN true; END IF;
+    IF coalesce(jsonb_array_length(schedule -> 'windows'), 0) = 0 THEN RETURN days @> today; END IF;
     FOR w IN SELECT * FROM jsonb_array_elements(schedule -> 'windows') LOOP
-        IF (w ->> 'start')::time <= (w ->> 'end')::time THEN
-            IF local_time >= (w ->> 'start')::time AND local_time < (w ->> 'end')::time THEN RETURN true; END IF;
-        ELSIF local_time >= (w ->> 'start')::time OR local_time < (w ->> 'end')::time THEN
-            RETURN true;
+        starts := (w ->> 'start')::time;
+        ends := (w ->> 'end')::time;
+        IF starts < ends THEN
+            IF local_time >= starts AND local_time < ends AND days @> today THEN RETURN true; END IF;
+        ELSIF local_time >= starts THEN
+            IF days @> today THEN RETURN true; END IF;
+        ELSIF local_time < ends THEN
+            IF days @> yesterday THEN RETURN true; END IF;
         END IF;
     END LOOP;
     RETURN false;
@@ -136,13 +143,14 @@ BEGIN
     WHEN 'flash' THEN           -- the first N distinct users: the budget holds N, each user once
         RETURN NOT EXISTS (SELECT 1 FROM user_offer_unlocks WHERE offer_id = p_offer.id AND user_id = p_user);
     WHEN 'top_visitor' THEN     -- strictly most distinct local days at this venue in the window; a tie crowns nobody new
+        -- No upper bound: another user's visit observed a moment after this one (clocks differ)
+        -- but recorded before it still counts against this user.
         RETURN (
             WITH days AS (
                 SELECT c.user_id, count(DISTINCT (c.observed_at AT TIME ZONE p_tz)::date) AS n
                 FROM checkins c
                 WHERE c.venue_id = p_venue AND c.status = 'accepted'
                   AND c.observed_at > p_at - make_interval(days => (rule ->> 'within_days')::int)
-                  AND c.observed_at <= p_at
                 GROUP BY c.user_id)
             SELECT coalesce((SELECT n FROM days WHERE user_id = p_user), 0)
                  > coalesce((SELECT max(n) FROM days WHERE user_id <> p_user), 0));
@@ -162,8 +170,6 @@ CREATE FUNCTION checkin(
     p_lon double precision, p_lat double precision, p_accuracy_m double precision, p_observed_at timestamptz,
     p_venue_id uuid, p_device_id text, p_mocked boolean,
     p_reason text, p_detail jsonb,                     -- a rejection already decided by the pure checks, or NULL
-    p_prev_lon double precision, p_prev_lat double precision, p_prev_accuracy_m double precision,
-    p_prev_at timestamptz,                             -- previous accepted fix from Redis; NULL = read it here
     p_max_speed_kmh double precision, p_cooldown interval
 ) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
@@ -175,6 +181,7 @@ DECLARE
     reason text := p_reason;
     detail jsonb := p_detail;
     checkin_id uuid;
+    fix record;               -- a neighbouring accepted fix, for the speed check
     meters double precision;
     seconds double precision;
     last_visit timestamptz;
@@ -183,6 +190,7 @@ DECLARE
     ex exposures;
     u unlocks;
     member text;
+    member_checkin uuid;
     unlocked jsonb := '[]'::jsonb;
     response jsonb;
     any_campaign boolean := false;
@@ -233,26 +241,31 @@ BEGIN
     END IF;
 
     IF reason IS NULL THEN
-        IF p_prev_at IS NULL OR p_prev_at > p_observed_at THEN
-            SELECT c.lon, c.lat, c.accuracy_m, c.observed_at
-            INTO p_prev_lon, p_prev_lat, p_prev_accuracy_m, p_prev_at
-            FROM checkins c
-            WHERE c.user_id = p_user AND c.status = 'accepted' AND c.observed_at <= p_observed_at
-            ORDER BY c.observed_at DESC LIMIT 1;
-        END IF;
-        IF p_prev_at IS NOT NULL THEN
+        -- Speed against the user's accepted fixes just before and just after this one (a fix sent
+        -- late from an offline queue has a successor), read here under the user's lock: a
+        -- concurrent check-in elsewhere is settled history by now.
+        FOR fix IN
+            (SELECT c.lon, c.lat, c.accuracy_m, c.observed_at FROM checkins c
+             WHERE c.user_id = p_user AND c.status = 'accepted' AND c.observed_at <= p_observed_at
+             ORDER BY c.observed_at DESC LIMIT 1)
+            UNION ALL
+            (SELECT c.lon, c.lat, c.accuracy_m, c.observed_at FROM checkins c
+             WHERE c.user_id = p_user AND c.status = 'accepted' AND c.observed_at > p_observed_at
+             ORDER BY c.observed_at LIMIT 1)
+        LOOP
             -- distance beyond both accuracy circles, so GPS noise alone is never "too fast"
-            meters := greatest(0, ST_Distance(ST_SetSRID(ST_MakePoint(p_prev_lon, p_prev_lat), 4326)::geography, pt)
-                                  - p_accuracy_m - p_prev_accuracy_m);
-            seconds := extract(epoch FROM p_observed_at - p_prev_at);
-            IF meters > 0 AND (seconds <= 0 OR meters / seconds * 3.6 > p_max_speed_kmh) THEN
+            meters := greatest(0, ST_Distance(ST_SetSRID(ST_MakePoint(fix.lon, fix.lat), 4326)::geography, pt)
+                                  - p_accuracy_m - fix.accuracy_m);
+            seconds := abs(extract(epoch FROM p_observed_at - fix.observed_at));
+            IF meters > 0 AND (seconds = 0 OR meters / seconds * 3.6 > p_max_speed_kmh) THEN
                 reason := 'too_fast';
                 detail := jsonb_build_object(
                     'speed_kmh', CASE WHEN seconds > 0 THEN round((meters / seconds * 3.6)::numeric, 1) END,
                     'max_speed_kmh', p_max_speed_kmh, 'distance_m', round(meters::numeric, 1),
                     'seconds', seconds);
+                EXIT;
             END IF;
-        END IF;
+        END LOOP;
     END IF;
 
     IF reason IS NULL THEN
@@ -271,11 +284,13 @@ BEGIN
             p_lon, p_lat, p_accuracy_m, p_observed_at, p_device_id, p_mocked)
     RETURNING c.id INTO checkin_id;
 
-    -- Campaigns running at this venue at the time of the check-in.
+    -- Campaigns running at this venue at the time of the check-in, in a fixed order so that
+    -- concurrent check-ins take the rule locks below in the same order.
     FOR camp IN
         SELECT cp.* FROM campaigns cp JOIN campaign_venues cv ON cv.campaign_id = cp.id
         WHERE cv.venue_id = v.id AND cp.status = 'active'
           AND p_observed_at >= cp.starts_at AND p_observed_at < cp.ends_at
+        ORDER BY cp.id
     LOOP
         any_campaign := true;
         IF reason IS NOT NULL THEN
@@ -320,25 +335,37 @@ BEGIN
 
         FOR offer IN SELECT * FROM offers o WHERE o.campaign_id = camp.id ORDER BY o.created_at, o.id LOOP
             CONTINUE WHEN NOT schedule_allows(offer.schedule, p_observed_at, v.timezone);
+            -- Rules that weigh this user against the others here run one transaction at a time per
+            -- offer and venue (the lock is held until commit): of users checking in at once, the
+            -- later ones see the earlier ones, so a group completes and a tie stays a tie.
+            IF offer.rule ->> 'type' IN ('group', 'top_visitor') THEN
+                PERFORM pg_advisory_xact_lock(hashtextextended('rule:' || offer.id || ':' || v.id, 0));
+            END IF;
             IF offer.rule ->> 'type' = 'group' THEN
-                -- Once min_people distinct users have checked in here within the window, each of them
-                -- (treatment arm, not unlocked in that window) unlocks: this user in the response, the others in their wallets.
+                -- Once min_people distinct users have checked in here within_minutes either side of this
+                -- check-in (phones' clocks differ: the last to arrive need not be the last observed), each
+                -- of them (treatment arm, not unlocked in that window) unlocks: this user in the response,
+                -- the others in their wallets.
                 CONTINUE WHEN (SELECT count(DISTINCT c.user_id) FROM checkins c
                                WHERE c.venue_id = v.id AND c.status = 'accepted'
                                  AND c.observed_at > p_observed_at - make_interval(mins => (offer.rule ->> 'within_minutes')::int)
-                                 AND c.observed_at <= p_observed_at) < (offer.rule ->> 'min_people')::int;
-                FOR member IN
-                    SELECT DISTINCT c.user_id FROM checkins c
+                                 AND c.observed_at < p_observed_at + make_interval(mins => (offer.rule ->> 'within_minutes')::int)
+                              ) < (offer.rule ->> 'min_people')::int;
+                -- Each member's unlock points at their own latest check-in in the group. Members go
+                -- in user order, so concurrent completions of one group lock their rows in one order.
+                FOR member, member_checkin IN
+                    SELECT DISTINCT ON (c.user_id) c.user_id, c.id FROM checkins c
                     JOIN exposures e ON e.campaign_id = camp.id AND e.user_id = c.user_id AND e.arm = 'treatment'
                     WHERE c.venue_id = v.id AND c.status = 'accepted'
                       AND c.observed_at > p_observed_at - make_interval(mins => (offer.rule ->> 'within_minutes')::int)
-                      AND c.observed_at <= p_observed_at
+                      AND c.observed_at < p_observed_at + make_interval(mins => (offer.rule ->> 'within_minutes')::int)
                       AND NOT EXISTS (SELECT 1 FROM user_offer_unlocks uo
                                       WHERE uo.offer_id = offer.id AND uo.user_id = c.user_id
                                         AND uo.last_unlock_at > now() - make_interval(mins => (offer.rule ->> 'within_minutes')::int))
-                    ORDER BY c.user_id
+                    ORDER BY c.user_id, c.observed_at DESC
                 LOOP
-                    u := unlock_offer(offer, v.merchant_id, v.id, member, checkin_id, user_shard);
+                    u := unlock_offer(offer, v.merchant_id, v.id, member,
+                                      CASE WHEN member = p_user THEN checkin_id ELSE member_checkin END, user_shard);
                     IF u.id IS NOT NULL AND member = p_user THEN
                         unlocked := unlocked || unlock_json(offer, u);
                     END IF;
@@ -443,7 +470,8 @@ BEGIN
     UPDATE unlocks SET redeemed_at = NULL WHERE id = r.unlock_id RETURNING * INTO u;
     INSERT INTO events (type, occurred_at, campaign_id, offer_id, venue_id, user_id, unlock_id, redemption_id, reason)
     VALUES ('redemption_voided', r.voided_at, r.campaign_id, r.offer_id, r.venue_id, u.user_id, u.id, r.id, p_reason);
-    PERFORM bump_counter(r.campaign_id, utc_day(r.voided_at), r.venue_id, 'void', (hashtext(u.user_id) & 7)::smallint);
+    -- Counted on the redemption's day: a void just after midnight must not leave that day at -1.
+    PERFORM bump_counter(r.campaign_id, utc_day(r.redeemed_at), r.venue_id, 'void', (hashtext(u.user_id) & 7)::smallint);
     UPDATE campaign_redeem_minutes SET n = n - 1
     WHERE campaign_id = r.campaign_id AND shard = (hashtext(u.user_id) & 7)::smallint
       AND minutes = floor(extract(epoch FROM r.redeemed_at - u.unlocked_at) / 60)::int;
