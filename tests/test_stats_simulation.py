@@ -320,3 +320,27 @@ def test_redemptions_in_the_simulated_campaign_reach_the_funnel(simulation, worl
     assert funnel["redemptions"] == len(unlocks) == 3
     assert funnel["time_to_redeem_minutes"]["redeemed"] == 3
     assert funnel["redemption_rate_of_unlocks"] == pytest.approx(3 / simulation["stats"]["funnel"]["unlocks"])
+
+
+def test_a_return_visit_after_the_campaign_ended_still_counts(world, db):
+    """Ending (or pausing) a campaign must not cut open attribution windows short: the
+    analysis closes windows by date, so visits inside them count whatever the status."""
+    merchant = world.merchant()
+    venue = world.venue(merchant)
+    campaign = world.campaign(merchant, [venue["id"]], holdout_percent=0, attribution_days=ATTRIBUTION_DAYS)
+    lon, lat = venue["center"]
+    user, first = f"sim-{uuid.uuid4().hex[:10]}", datetime.now(UTC) - timedelta(days=ATTRIBUTION_DAYS + 3)
+
+    def visit(at: datetime) -> None:
+        db.execute(CHECKIN_SQL, {"user": user, "key": str(uuid.uuid4()), "lon": lon, "lat": lat, "at": at,
+                                 "reason": None, "detail": None})
+
+    visit(first)
+    assert world.http.post(f"/v1/campaigns/{campaign['id']}/end", headers=merchant.admin).status_code == 200
+    visit(first + timedelta(days=2))
+
+    row = db.execute("SELECT return_visits FROM exposures WHERE campaign_id = %s AND user_id = %s",
+                     (campaign["id"], user)).fetchone()
+    assert row["return_visits"] == 1
+    treatment = get_stats(world, merchant, campaign)["effect"]["arms"]["treatment"]
+    assert (treatment["users_window_closed"], treatment["returned_users"]) == (1, 1)

@@ -284,6 +284,28 @@ BEGIN
             p_lon, p_lat, p_accuracy_m, p_observed_at, p_device_id, p_mocked)
     RETURNING c.id INTO checkin_id;
 
+    -- A return visit: an accepted check-in at a venue of a campaign that exposed this user,
+    -- inside the attribution window (the exposing visit itself is not one). It counts whatever
+    -- the campaign's status is now: pausing or ending a campaign does not cut windows short,
+    -- because the analysis closes windows by date alone.
+    IF reason IS NULL THEN
+        FOR ex IN
+            UPDATE exposures e SET return_visits = e.return_visits + 1
+            FROM campaigns cp, campaign_venues cv
+            WHERE e.user_id = p_user AND cv.venue_id = v.id AND cv.campaign_id = e.campaign_id
+              AND cp.id = e.campaign_id AND p_observed_at > e.exposed_at
+              AND p_observed_at <= e.exposed_at + make_interval(days => cp.attribution_days)
+            RETURNING e.*
+        LOOP
+            UPDATE campaign_effect SET
+                returned_users = returned_users + (ex.return_visits = 1)::int,
+                visits = visits + 1,
+                visits_sq = visits_sq + 2 * ex.return_visits - 1   -- v^2 - (v-1)^2
+            WHERE campaign_id = ex.campaign_id AND arm = ex.arm AND exposure_day = utc_day(ex.exposed_at)
+              AND shard = user_shard;
+        END LOOP;
+    END IF;
+
     -- Campaigns running at this venue at the time of the check-in, in a fixed order so that
     -- concurrent check-ins take the rule locks below in the same order.
     FOR camp IN
@@ -313,17 +335,6 @@ BEGIN
             INSERT INTO campaign_effect AS e (campaign_id, arm, exposure_day, shard, users)
             VALUES (camp.id, ex.arm, utc_day(p_observed_at), user_shard, 1)
             ON CONFLICT (campaign_id, arm, exposure_day, shard) DO UPDATE SET users = e.users + 1;
-        ELSIF p_observed_at > ex.exposed_at
-              AND p_observed_at <= ex.exposed_at + make_interval(days => camp.attribution_days) THEN
-            -- a return visit inside the attribution window (the exposing visit itself is not one)
-            UPDATE exposures SET return_visits = return_visits + 1
-            WHERE campaign_id = camp.id AND user_id = p_user;
-            UPDATE campaign_effect SET
-                returned_users = returned_users + (ex.return_visits = 0)::int,
-                visits = visits + 1,
-                visits_sq = visits_sq + 2 * ex.return_visits + 1
-            WHERE campaign_id = camp.id AND arm = ex.arm AND exposure_day = utc_day(ex.exposed_at)
-              AND shard = user_shard;
         END IF;
 
         INSERT INTO events (type, campaign_id, venue_id, user_id, checkin_id, arm)
