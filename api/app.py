@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,6 +14,7 @@ from api import problems
 from api.limits import BodySizeLimit
 from api.routes import campaigns, checkins, health, stats, venues
 from core.db import get_engine
+from core.idempotency import purge_forever
 from core.redis import get_redis
 from core.settings import get_settings
 
@@ -51,7 +53,9 @@ def _openapi_document(app: FastAPI) -> dict:
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    purge = asyncio.create_task(purge_forever(get_engine(), get_settings().idempotency_ttl_s))
     yield
+    purge.cancel()
     await get_engine().dispose()
     await get_redis().client.aclose()
 

@@ -21,19 +21,31 @@ log = logging.getLogger(__name__)
 
 
 class RedisState:
-    """Remembers when Redis last failed, so /readyz can report the degradation."""
+    """The client, and when Redis last failed: for a moment after a failure Redis is skipped
+    (a silent Redis would otherwise cost every request a full timeout), and /readyz reports
+    the degradation."""
+
+    SKIP_AFTER_FAILURE_S = 2.0
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
-        self.last_failure_at: float | None = None
+
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._client
+
+    @client.setter
+    def client(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self.last_failure_at: float | None = None  # a new client starts with a clean record
 
     def failed(self, exc: Exception) -> None:
         self.last_failure_at = time.monotonic()
         log.warning("redis unavailable, degrading: %s", exc)
 
     @property
-    def degraded(self) -> bool:
-        return self.last_failure_at is not None and time.monotonic() - self.last_failure_at < 30
+    def usable(self) -> bool:
+        return self.last_failure_at is None or time.monotonic() - self.last_failure_at >= self.SKIP_AFTER_FAILURE_S
 
 
 @lru_cache

@@ -13,8 +13,9 @@ Flow (one Redis round trip, one database round trip, one Redis round trip):
 The speed check reads PostgreSQL, never a cache: under the user's advisory lock the
 history is settled, so two concurrent check-ins in two cities cannot both pass.
 
-When Redis is down or slow (each call times out after `redis_timeout_s`), steps 2 and 4
-are skipped and each limit degrades like this:
+When Redis is down or slow (each call times out after `redis_timeout_s`, and after a
+failure Redis is skipped for two seconds), steps 2 and 4 are skipped and each limit
+degrades like this:
 - rate limit: none;
 - in-flight lock: a concurrent duplicate waits for the first request on the user's
   advisory lock and gets its stored response (201) instead of a 409;
@@ -93,19 +94,21 @@ async def check_in(
         limits=FixLimits(settings.max_accuracy_m, settings.max_fix_age_s, settings.max_future_skew_s),
     )
     in_flight_key, rate_key = _keys(user, key)
-    redis_ok = True
-    try:
-        verdict, retry_after = await redis.client.eval(
-            ADMIT_LUA, 2, in_flight_key, rate_key, settings.checkin_rate_per_minute, 60, IN_FLIGHT_TTL_MS,
-        )
-    except (RedisError, OSError) as exc:
-        redis.failed(exc)
-        redis_ok = False
-    else:
-        if verdict == "in_flight":
-            raise Conflict("a request with this Idempotency-Key is still running", code="idempotency_in_progress")
-        if verdict == "limited":
-            raise TooManyRequests(retry_after, "too many check-ins; try again later")
+    redis_ok = redis.usable
+    if redis_ok:
+        try:
+            verdict, retry_after = await redis.client.eval(
+                ADMIT_LUA, 2, in_flight_key, rate_key, settings.checkin_rate_per_minute, 60, IN_FLIGHT_TTL_MS,
+            )
+        except (RedisError, OSError) as exc:
+            redis.failed(exc)
+            redis_ok = False
+        else:
+            if verdict == "in_flight":
+                raise Conflict("a request with this Idempotency-Key is still running",
+                               code="idempotency_in_progress")
+            if verdict == "limited":
+                raise TooManyRequests(retry_after, "too many check-ins; try again later")
 
     params = {
         "user": user, "key": key, "fingerprint": req.fingerprint(),

@@ -44,6 +44,8 @@ def _failure_keys(merchant: uuid.UUID, staff: str, venue: uuid.UUID) -> list[str
 
 
 async def _refuse_if_guessing(redis: RedisState, settings: Settings, keys: list[str]) -> None:
+    if not redis.usable:
+        return
     try:
         counts = await redis.client.mget(keys)
     except (RedisError, OSError) as exc:
@@ -54,6 +56,8 @@ async def _refuse_if_guessing(redis: RedisState, settings: Settings, keys: list[
 
 
 async def _count_failure(redis: RedisState, keys: list[str]) -> None:
+    if not redis.usable:
+        return
     try:
         async with redis.client.pipeline(transaction=False) as pipe:
             for key in keys:

@@ -56,8 +56,8 @@ def redis_down(base_url, settings) -> Iterator[None]:
 
 
 @pytest.fixture
-def redis_silent(base_url, settings) -> Iterator[None]:
-    """A Redis that accepts connections and never answers."""
+def redis_silent(base_url, settings) -> Iterator[list[socket.socket]]:
+    """A Redis that accepts connections and never answers; yields the connections it accepted."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.05)
     held: list[socket.socket] = []
@@ -74,7 +74,7 @@ def redis_silent(base_url, settings) -> Iterator[None]:
     thread.start()
     try:
         with redis_at(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", settings):
-            yield
+            yield held
     finally:
         stop.set()
         thread.join(5)
@@ -203,6 +203,16 @@ def test_a_silent_redis_does_not_hang_a_check_in(world, http, redis_silent):
     assert r.status_code == 201 and r.json()["status"] == "accepted", r.text
     assert elapsed < 2, elapsed  # a sanity bound on "does not hang", far above the 50 ms timeouts
     assert http.get("/readyz").json()["status"] == "degraded"
+
+
+def test_after_a_timeout_redis_is_skipped_instead_of_timing_out_again(world, redis_silent):
+    venue, _ = open_venue(world)
+    user = world.user()
+    results = [world.checkin(user, *venue["center"], venue_id=venue["id"]) for _ in range(3)]
+    assert [r.status_code for r in results] == [201, 201, 201]
+    assert results[0].json()["status"] == "accepted"
+    # only the first check-in tried Redis; the next ones (well inside the 2 s pause) skipped it
+    assert len(redis_silent) == 1
 
 
 def test_the_silent_server_is_really_silent(redis_silent):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Request, Response
 
 from api.deps import AppUser, HotConnection, MerchantAdmin, RedisDep, Session, SettingsDep, TillStaff, merchant_of
 from api.problems import error_responses
@@ -19,10 +18,19 @@ from offers.wallet import wallet
 
 router = APIRouter(prefix="/v1", responses=error_responses(401, 403, 422, 429, 500))
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description="1-200 printable ASCII characters")]
 
 
-def _checked_key(key: str | None, *, required: bool) -> str | None:
+def _key_parameter(required: bool, purpose: str) -> dict:
+    """The header as the contract states it. It is read by hand rather than declared, so that a
+    missing key is the documented 400 `idempotency_key_required`, not a generic 422."""
+    return {"parameters": [{
+        "name": "Idempotency-Key", "in": "header", "required": required,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": KEY_PATTERN.pattern},
+        "description": f"1-200 printable ASCII characters, e.g. a UUID; {purpose}"}]}
+
+
+def _checked_key(request: Request, *, required: bool) -> str | None:
+    key = request.headers.get("idempotency-key")
     if key is None:
         if required:
             raise BadRequest("send an Idempotency-Key header (e.g. a UUID) so a retry cannot check in twice",
@@ -35,15 +43,16 @@ def _checked_key(key: str | None, *, required: bool) -> str | None:
 
 
 @router.post("/checkins", status_code=201, response_model=CheckinOut, tags=["checkins"],
-             responses=error_responses(400, 409))
+             responses=error_responses(400, 409),
+             openapi_extra=_key_parameter(True, "reuse it on every retry of the same check-in"))
 async def create_checkin(body: CheckinIn, principal: AppUser, conn: HotConnection, redis: RedisDep,
-                         settings: SettingsDep, idempotency_key: IdempotencyKey = None) -> Response:
+                         settings: SettingsDep, request: Request) -> Response:
     """Check in at a venue. Offers unlock only here, only for an accepted check-in.
 
     A rejected check-in is still 201 with status "rejected", its reason and the figures
     behind it; malformed input is 422. Repeat a request with the same Idempotency-Key and
     you get the same answer, never a second check-in."""
-    key = _checked_key(idempotency_key, required=True)
+    key = _checked_key(request, required=True)
     body_json = await check_in(conn, redis, settings, user=principal.sub, key=key,
                                req=CheckinRequest(**body.model_dump()), now=datetime.now(UTC))
     return Response(body_json, status_code=201, media_type="application/json")
@@ -55,13 +64,14 @@ async def my_offers(principal: AppUser, session: Session):
 
 
 @router.post("/redemptions", status_code=201, response_model=RedemptionOut, tags=["redemptions"],
-             responses=error_responses(404, 409, 410))
+             responses=error_responses(404, 409, 410),
+             openapi_extra=_key_parameter(False, "a retry with it returns the first answer"))
 async def redeem(body: RedemptionIn, principal: TillStaff, conn: HotConnection, redis: RedisDep,
-                 settings: SettingsDep, idempotency_key: IdempotencyKey = None):
+                 settings: SettingsDep, request: Request):
     """Redeem a code at the till: exactly once. Unknown and other merchants' codes are both 404."""
     return await redemption.redeem_code(
         conn, redis, settings, merchant=merchant_of(principal), staff=principal.sub, raw_code=body.code,
-        venue=body.venue_id, idempotency_key=_checked_key(idempotency_key, required=False))
+        venue=body.venue_id, idempotency_key=_checked_key(request, required=False))
 
 
 @router.post("/redemptions/{redemption_id}/void", response_model=VoidOut, tags=["redemptions"],

@@ -1,0 +1,44 @@
+"""Idempotency keys: written by the check-in and redemption functions in the transaction of
+the result they guard, and purged here once older than their time to live (48 h by default,
+well past any client's retries)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+log = logging.getLogger(__name__)
+
+PURGE_EVERY_S = 600
+# Small batches keep each delete short, so the hot paths never queue behind it.
+PURGE_SQL = text("""
+    DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM idempotency_keys
+        WHERE created_at < now() - make_interval(secs => :ttl_s)
+        LIMIT 5000))
+""")
+
+
+async def purge_expired_keys(engine: AsyncEngine, ttl_s: int) -> int:
+    purged = 0
+    while True:
+        async with engine.begin() as conn:
+            deleted = (await conn.execute(PURGE_SQL, {"ttl_s": ttl_s})).rowcount
+        purged += deleted
+        if deleted < 5000:
+            return purged
+
+
+async def purge_forever(engine: AsyncEngine, ttl_s: int) -> None:
+    """Runs in every API process; the deletes are idempotent, so several at once are harmless."""
+    while True:
+        try:
+            purged = await purge_expired_keys(engine, ttl_s)
+            if purged:
+                log.info("purged %d expired idempotency keys", purged)
+        except Exception:  # the database may be briefly away; try again next time
+            log.exception("idempotency key purge failed")
+        await asyncio.sleep(PURGE_EVERY_S)
