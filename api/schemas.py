@@ -237,7 +237,7 @@ class RedemptionOut(BaseModel):
 
 
 class VoidIn(StrictBody):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: PlainText = Field(min_length=1, max_length=500)
 
 
 class VoidOut(RedemptionOut):
