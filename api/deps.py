@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.auth import Principal, Role, verify_token
@@ -18,22 +19,36 @@ from core.settings import Settings, get_settings
 # scope="function": the commit happens before the response is sent, so a 2xx is durable.
 Session = Annotated[AsyncSession, Depends(transaction, scope="function")]
 HotConnection = Annotated[AsyncConnection, Depends(autocommit_connection, scope="function")]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-RedisDep = Annotated[RedisState, Depends(get_redis)]
 
 
-def current_principal(request: Request, settings: SettingsDep) -> Principal:
+# Dependencies are coroutines: FastAPI runs plain functions in a thread pool, a thread hop
+# per dependency per request for work that never blocks.
+async def _settings() -> Settings:
+    return get_settings()
+
+
+async def _redis() -> RedisState:
+    return get_redis()
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+RedisDep = Annotated[RedisState, Depends(_redis)]
+
+
+async def current_principal(request: Request, settings: SettingsDep) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send Authorization: Bearer <token>", code="missing_token")
+    if settings.jwks_url:  # a key-set refresh is network I/O: keep it off the event loop
+        return await run_in_threadpool(verify_token, token.strip(), settings)
     return verify_token(token.strip(), settings)
 
 
 def require(*roles: Role) -> Callable[..., Principal]:
     allowed = set(roles)
 
-    def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if principal.role not in allowed:
             raise Forbidden(f"this needs one of the roles: {', '.join(sorted(allowed))}", code="forbidden_role")
         return principal
