@@ -19,9 +19,9 @@ setup: ## venv + deps, PostgreSQL/PostGIS and Redis ready (idempotent)
 venv:
 	@scripts/setup.sh --python-only
 
-run: setup ## migrate, seed demo data, serve on HOST:PORT (default 127.0.0.1:8000)
+run: setup ## migrate, seed demo data with a few days of activity, serve on HOST:PORT (default 127.0.0.1:8000)
 	$(APP) migrate
-	$(APP) seed-demo
+	$(APP) seed-demo --with-activity
 	@echo "API docs: http://$(HOST):$(PORT)/docs"
 	$(APP) serve --host $(HOST) --port $(PORT)
 

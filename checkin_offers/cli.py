@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -31,10 +30,10 @@ def _token(args: argparse.Namespace) -> None:
     print(mint_token(get_settings(), sub=args.sub, role=args.role, merchant_id=args.merchant_id, ttl_s=args.ttl))
 
 
-def _seed_demo(_: argparse.Namespace) -> None:
+def _seed_demo(args: argparse.Namespace) -> None:
     from checkin_offers.demo import seed_demo
 
-    asyncio.run(seed_demo())
+    seed_demo(with_activity=args.with_activity)
 
 
 def _simulate(args: argparse.Namespace) -> None:
@@ -73,18 +72,21 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("--ttl", type=int, default=3600, help="seconds")
     token.set_defaults(run=_token)
 
-    commands.add_parser("seed-demo", help="demo merchants, venues and campaigns in Oslo and Copenhagen").set_defaults(
-        run=_seed_demo)
+    seed = commands.add_parser("seed-demo", help="demo merchants, venues and campaigns in Oslo and Copenhagen")
+    seed.add_argument("--with-activity", action="store_true",
+                      help="when the demo has no check-ins yet, add a few days of simulated history "
+                      "(through the SDK, against a server this command starts and stops itself)")
+    seed.set_defaults(run=_seed_demo)
 
     simulate = commands.add_parser("simulate", help="drive realistic traffic through the SDK (see its --help)",
-                                   description="Drive demo traffic through the SDK against a running, seeded server. "
-                                   "Time is compressed; see checkin_offers/simulate.py for the server settings "
-                                   "that match.")
+                                   description="Drive a few days of demo history through the SDK against a running, "
+                                   "seeded server, back-dated: the server must accept fixes that old "
+                                   "(CHECKIN_MAX_FIX_AGE_S; see checkin_offers/simulate.py).")
     simulate.add_argument("--base-url", default="http://127.0.0.1:8000")
     simulate.add_argument("--users", type=int, default=200)
-    simulate.add_argument("--days", type=int, default=3, help="simulated days")
+    simulate.add_argument("--history-days", type=int, default=3,
+                          help="the check-ins were observed over this many past days")
     simulate.add_argument("--seed", type=int, default=7)
-    simulate.add_argument("--day-seconds", type=float, default=20.0, help="real seconds per simulated day")
     simulate.add_argument("--spoofers", type=int, help="users who fake their location (default: users / 20)")
     simulate.add_argument("--lift", type=float, default=0.15,
                           help="true effect: extra return probability of the treatment arm")

@@ -3,38 +3,43 @@
 Run it against a server seeded with `checkin-offers seed-demo`, with the server's CHECKIN_JWT_SECRET
 in the environment (the simulator mints its users' and staff's tokens with `core.auth.mint_token`).
 It finds the demo merchants' venues and active campaigns through the merchant API, then drives all
-app and till traffic through `mobile_sdk.AsyncCheckinOffersClient`.
+app and till traffic through `mobile_sdk.AsyncCheckinOffersClient`, as fast as the server answers.
+`checkin-offers seed-demo --with-activity` runs it against a server of its own (see demo.py).
 
-Time. The server judges every fix against its own clock (stale after CHECKIN_MAX_FIX_AGE_S, "future"
-beyond CHECKIN_MAX_FUTURE_SKEW_S), so days of activity cannot be back-dated through HTTP, and the
-simulator does not try: it runs in compressed real time. One simulated day lasts `--day-seconds`
-real seconds (default 20: a speedup of 4320), and every fix carries the real moment it was taken.
-The server's limits that are measured in time must be compressed the same way, or a walk across
-town looks like teleporting; start the server for a simulation with (the simulator prints the
-exact line for its speedup):
+History. The simulated users' visits happened over the past `--history-days` days (default 3):
+every check-in carries its own observed_at in that window, and each user's check-ins are sent in
+the order they were observed. The server judges a fix by its observed_at (speed, cool-down, offer
+rules and schedules, campaign dates, attribution windows, the stats' days of check-ins and
+exposures), so the history goes through the real rules. On the server's clock ("now") are only code
+expiry, redemptions (so the stats' time to redeem is about zero), the unlocks' stats day, and a group
+offer's "not unlocked in the last N minutes". The server must accept fixes that old; start it with
+(the simulator prints the exact line)
 
-    CHECKIN_MAX_SPEED_KMH=<250 x speedup> CHECKIN_CHECKIN_COOLDOWN_S=0 CHECKIN_CHECKIN_RATE_PER_MINUTE=1000
+    CHECKIN_MAX_FIX_AGE_S=<history days x 86400 + 3600>
 
-Against a server with production limits the run still works and still counts exactly; legitimate
-users are then rejected as too_fast or too_frequent much more often. What stays on the real clock:
-fix age (a check-in queued offline is replayed a few simulated hours later, which is seconds of
-real time, so it is accepted), offer schedules (the happy hour unlocks only if the run happens
-during it), the windows of offer rules (a group's 30 minutes span a whole short run, so everyone at
-a bakery counts as one group), code expiry, the stats' days (`by_day` shows the real day) and
-attribution windows (so the stats' effect block stays "collecting"; the simulator reports its own
-return rates by arm instead). `--seed` fixes the population and its plans; the order in which
+A server with the default limit (10 minutes) rejects nearly everything as stale; the summary says
+so. The other limits stay at their production values; the per-user rate limit
+(CHECKIN_CHECKIN_RATE_PER_MINUTE) counts real minutes, which a long history of few users can hit
+(the summary counts such answers as API errors). Users are independent tasks, so the server
+sees one user's check-ins in order but different users' interleaved regardless of when they were
+observed: a flash offer's "first N" are the first to reach the server. History never starts
+before the latest start of the active campaigns (an older demo database has campaigns that started
+on the day it was seeded). `--seed` fixes the population and its plans; the order in which
 concurrent requests reach the server, and so the exact counts, vary from run to run.
 
-Who does what. Users live in Oslo or Copenhagen. A regular user makes a first visit to a random
-venue of their city, later wanders to the other merchant's venues there, and returns to the first
-merchant with a known probability: `--return-rate` in the control arm, plus `--lift` in the
-treatment arm (the offer's true effect). Fixes have GPS noise and varying accuracy; some are taken
-too early, still down the street, or indoors with a poor fix; after such a rejection the user tries
-once more at the door. A share of users (`--offline-share`) have flaky connectivity: some of their
-check-ins go to the SDK's offline queue (`checkin_or_queue` while the network is down) and are sent
-by `replay_queue` when it is back, with their original observed_at. Spoofers (`--spoofers`) check
-in at home, then minutes later in the other city, 480 km away: the server should answer too_fast.
-Staff redeem a share (`--redeem-share`) of unlocked codes some minutes after the unlock.
+Who does what. Users live in Oslo or Copenhagen and visit between 7:00 and 21:30 local time, most
+often in the morning. A regular user makes a first visit to a random venue of their city (a few
+go as three friends to a venue with a group offer), later wanders to the other merchant's venues,
+and returns to the first merchant with a known probability: `--return-rate` in the control arm,
+plus `--lift` in the treatment arm (the offer's true effect); a returning user is back within a
+day, and may come again later. Fixes have GPS noise and varying accuracy; some are taken too
+early, still down the street, or indoors with a poor fix; after such a rejection the user tries
+once more at the door a minute or two later. A share of users (`--offline-share`) have flaky
+connectivity: at some visits their phone goes offline for 20 minutes to 3 hours, check-ins made
+meanwhile go to the SDK's offline queue (`checkin_or_queue`) and `replay_queue` sends them, late,
+with their original observed_at when the phone is back. Spoofers (`--spoofers`) check in at home,
+then 15-60 minutes later "in" the other city, 480 km away, every day: the server should answer
+too_fast. Staff redeem a share (`--redeem-share`) of the codes that check-ins unlock.
 
 Arms. The API never tells an app its arm, so the simulator infers it, per user and campaign, from
 the user's first accepted check-in at one of the campaign's venues (their exposure): treatment if
@@ -42,18 +47,22 @@ that check-in unlocked one of the campaign's offers, control if it unlocked none
 when the campaign has an unscheduled every_checkin or first_checkin offer with budget left, as
 both demo campaigns do: such an offer unlocks on every treatment user's first check-in.
 
-Counting. Each server answer is counted for the campaigns running at the venue it names
-(a rejection names the venue it was matched to or found nearest), exactly as the server's
-counters do. Unlocks are counted from the users' wallets at the end (a group offer unlocks for
-the other members of the group into their wallets, not into the response). The summary shows
-these counts next to the change in GET /v1/campaigns/{id}/stats over the run; `simulate` returns
-them (`Report`) so tests can compare.
+Counting. Each server answer is counted for the campaigns running, at its observed_at, at the
+venue it names (a rejection names the venue it was matched to or found nearest), exactly as the
+server's counters do; accepted check-ins also by their observed UTC day. Unlocks are counted from
+the users' wallets at the end (a group offer unlocks for the other members of the group into their
+wallets, not into the response). The summary shows these counts next to the change in
+GET /v1/campaigns/{id}/stats over the run, then each campaign's measured effect from the stats
+(users whose attribution window has closed) next to the true lift; `simulate` returns them
+(`Report`) so tests can compare.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
+import itertools
 import math
 import random
 import tempfile
@@ -61,9 +70,10 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import httpx
 import shapely
@@ -82,26 +92,31 @@ from mobile_sdk import (
     Queued,
     TransportError,
 )
-from offers.stats_math import newcombe_diff_interval
 
 T = TypeVar("T")
 
-DAY_S = 86_400.0
+DAY = timedelta(days=1)
+FIX_AGE_SLACK_S = 3600  # the run itself takes time: its oldest fixes are sent a little after the history began
 CITIES = {"Europe/Oslo": "Oslo", "Europe/Copenhagen": "Copenhagen"}
-PRODUCTION_MAX_SPEED_KMH = 250.0
+VISITING_HOURS = ((7.0, 10.5, 35), (10.5, 14.0, 25), (14.0, 18.0, 25), (18.0, 21.5, 15))  # local from, to, weight
 WANDER_PER_DAY = 0.4  # chance a regular user visits the other merchant on a given day
-OFFLINE_VISIT_SHARE = 0.4  # of a flaky user's visits, made while offline
+FIRST_RETURN_WITHIN = timedelta(hours=22)  # a returning user is back within a day ...
+LATER_RETURNS = (0, 2)  # ... and comes this many more times, any time later
+RETURN_TO_SAME_VENUE = 0.7
+FRIENDS_SHARE = 0.15  # of regular users: first visit as one of three friends at a venue with a group offer
+OFFLINE_VISIT_SHARE = 0.4  # of a flaky user's visits, made as the phone goes offline
+OFFLINE_FOR = (timedelta(minutes=20), timedelta(hours=3))
 RETRYABLE_REJECTIONS = {"outside_geofence", "accuracy_too_low", "venue_mismatch"}
 SDK_ATTEMPTS = 3  # an offline phone gives up quickly and queues; backoff waits are real seconds
+TOKEN_TTL_S = 3600
 
 
 @dataclass(frozen=True)
 class Options:
     base_url: str = "http://127.0.0.1:8000"
     users: int = 200
-    days: int = 3
+    history_days: int = 3
     seed: int = 7
-    day_seconds: float = 20.0
     spoofers: int | None = None  # default: one user in twenty
     lift: float = 0.15
     return_rate: float = 0.30
@@ -110,21 +125,13 @@ class Options:
     concurrency: int = 16
 
     @property
-    def speedup(self) -> float:
-        return DAY_S / self.day_seconds
-
-    @property
     def spoofer_count(self) -> int:
         return self.users // 20 if self.spoofers is None else min(self.spoofers, self.users)
 
 
-def server_settings(options: Options) -> dict[str, str]:
-    """The server's time-based limits compressed by the simulation's speedup (see the docstring)."""
-    return {
-        "CHECKIN_MAX_SPEED_KMH": f"{PRODUCTION_MAX_SPEED_KMH * options.speedup:.0f}",
-        "CHECKIN_CHECKIN_COOLDOWN_S": "0",
-        "CHECKIN_CHECKIN_RATE_PER_MINUTE": "1000",
-    }
+def required_fix_age_s(history_days: int) -> int:
+    """The CHECKIN_MAX_FIX_AGE_S a server needs to accept a history of this many days."""
+    return history_days * 86_400 + FIX_AGE_SLACK_S
 
 
 # The demo catalogue, as the merchant API shows it.
@@ -145,6 +152,10 @@ class SimCampaign:
     merchant_id: str
     venue_ids: frozenset[str]
     offer_ids: frozenset[str]
+    starts_at: datetime
+    ends_at: datetime
+    attribution_days: int
+    has_group_offer: bool
 
 
 @dataclass(frozen=True)
@@ -157,11 +168,16 @@ class Catalogue:
         return [v for v in self.venues if v.city == city and merchant_id in (None, v.merchant_id)
                 and v.merchant_id != exclude_merchant]
 
-    def campaigns_at(self, venue_id: str) -> list[SimCampaign]:
-        return [c for c in self.campaigns if venue_id in c.venue_ids]
+    def campaigns_at(self, venue_id: str, at: datetime) -> list[SimCampaign]:
+        """The campaigns running at a venue at a moment, as the server decides which count a check-in."""
+        return [c for c in self.campaigns if venue_id in c.venue_ids and c.starts_at <= at < c.ends_at]
 
     def campaign_of_offer(self, offer_id: str) -> SimCampaign | None:
         return next((c for c in self.campaigns if offer_id in c.offer_ids), None)
+
+    def group_venues(self, city: str) -> list[SimVenue]:
+        return [v for v in self.in_city(city) if any(v.id in c.venue_ids and c.has_group_offer
+                                                     for c in self.campaigns)]
 
 
 def _door(geofence: dict[str, Any]) -> tuple[float, float]:
@@ -203,11 +219,13 @@ async def load_catalogue(base_url: str, admin_tokens: dict[str, str]) -> Catalog
                                    "(the simulator needs the server's CHECKIN_JWT_SECRET and demo merchants)") from exc
             venues += [SimVenue(v["id"], v["name"], merchant_id, CITIES[v["timezone"]], _door(v["geofence"]))
                        for v in merchant_venues if v["timezone"] in CITIES]
-            campaigns += [SimCampaign(c["id"], c["name"], merchant_id, frozenset(c["venue_ids"]),
-                                      frozenset(o["id"] for o in c["offers"]))
-                          for c in merchant_campaigns
-                          if c["status"] == "active"
-                          and datetime.fromisoformat(c["starts_at"]) <= now < datetime.fromisoformat(c["ends_at"])]
+            for c in merchant_campaigns:
+                starts_at, ends_at = datetime.fromisoformat(c["starts_at"]), datetime.fromisoformat(c["ends_at"])
+                if c["status"] == "active" and starts_at <= now < ends_at:
+                    campaigns.append(SimCampaign(
+                        c["id"], c["name"], merchant_id, frozenset(c["venue_ids"]),
+                        frozenset(o["id"] for o in c["offers"]), starts_at, ends_at, c["attribution_days"],
+                        any(o["rule"]["type"] == "group" for o in c["offers"])))
     if not venues or not campaigns:
         raise RuntimeError("no demo venues or active campaigns found: run `checkin-offers seed-demo` against "
                            "the server's database first")
@@ -216,9 +234,13 @@ async def load_catalogue(base_url: str, admin_tokens: dict[str, str]) -> Catalog
 
 # What the simulator counts.
 
+BASE_METRICS = ("check-ins accepted", "exposed: treatment", "exposed: control", "unlocks", "redemptions")
+
+
 @dataclass
 class CampaignTally:
     accepted: int = 0
+    accepted_by_day: Counter[date] = field(default_factory=Counter)  # observed UTC day
     rejected: Counter[str] = field(default_factory=Counter)
     exposed: Counter[str] = field(default_factory=Counter)  # by arm
     unlocks: int = 0  # from the wallets
@@ -227,27 +249,31 @@ class CampaignTally:
     returned_users: Counter[str] = field(default_factory=Counter)
 
     def comparable(self) -> dict[str, int]:
-        return funnel_metrics(self.accepted, self.rejected, self.exposed, self.unlocks, self.redemptions)
+        return funnel_metrics(self.accepted, self.rejected, self.exposed, self.unlocks, self.redemptions,
+                              {day.isoformat(): n for day, n in self.accepted_by_day.items()})
 
 
 def funnel_metrics(accepted: int, rejected: dict[str, int], exposed: dict[str, int], unlocks: int,
-                   redemptions: int) -> dict[str, int]:
-    """The numbers both sides count, under one set of names."""
-    metrics = {"check-ins accepted": accepted, "exposed: treatment": exposed.get("treatment", 0),
-               "exposed: control": exposed.get("control", 0), "unlocks": unlocks, "redemptions": redemptions}
+                   redemptions: int, accepted_by_day: dict[str, int]) -> dict[str, int]:
+    """The numbers both sides count, under one set of names (BASE_METRICS first)."""
+    metrics = dict(zip(BASE_METRICS, (accepted, exposed.get("treatment", 0), exposed.get("control", 0), unlocks,
+                                      redemptions), strict=True))
     metrics |= {f"rejected: {reason}": n for reason, n in sorted(rejected.items()) if n}
+    metrics |= {f"accepted on {day}": n for day, n in sorted(accepted_by_day.items()) if n}
     return metrics
 
 
-def stats_metrics(funnel: dict[str, Any]) -> dict[str, int]:
+def stats_metrics(stats: dict[str, Any]) -> dict[str, int]:
+    funnel = stats["funnel"]
     return funnel_metrics(funnel["checkins_accepted"], funnel["rejected_by_reason"],
                           {"treatment": funnel["exposed_treatment"], "control": funnel["exposed_control"]},
-                          funnel["unlocks"], funnel["redemptions"])
+                          funnel["unlocks"], funnel["redemptions"],
+                          {row["day"]: row["checkins_accepted"] for row in stats["by_day"]})
 
 
 def difference(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
-    changed = {name: after.get(name, 0) - before.get(name, 0) for name in after.keys() | before.keys()}
-    return {name: n for name, n in changed.items() if n or not name.startswith("rejected: ")}
+    changed = {name: after.get(name, 0) - before.get(name, 0) for name in [*after, *before]}
+    return {name: n for name, n in changed.items() if n or name in BASE_METRICS}
 
 
 @dataclass
@@ -270,9 +296,10 @@ class CampaignReport:
     id: str
     name: str
     simulated: dict[str, int]
-    stats: dict[str, int]  # the change in the stats endpoint's funnel over the run
+    stats: dict[str, int]  # the change in the stats endpoint's counts over the run
     home_users: dict[str, int]
     returned_users: dict[str, int]
+    stats_after: dict[str, Any]  # the stats endpoint's whole answer at the end
 
     @property
     def agrees(self) -> bool:
@@ -282,25 +309,27 @@ class CampaignReport:
 @dataclass(frozen=True)
 class Report:
     options: Options
+    history: tuple[datetime, datetime]
     traffic: Traffic
     campaigns: list[CampaignReport]
 
 
 # Time and network.
 
-class Clock:
-    """Simulated seconds since the start, running `speedup` times faster than real time."""
-
-    def __init__(self, speedup: float) -> None:
-        self.speedup = speedup
-        self._loop = asyncio.get_running_loop()
-        self._start = self._loop.time()
-
-    def now(self) -> float:
-        return (self._loop.time() - self._start) * self.speedup
-
-    async def sleep_until(self, simulated_s: float) -> None:
-        await asyncio.sleep(max(0.0, (simulated_s - self.now()) / self.speedup))
+def visiting_time(rng: random.Random, tz: ZoneInfo, earliest: datetime, latest: datetime) -> datetime | None:
+    """A moment between earliest and latest at a likely hour for a visit, in the city's local time;
+    None when the span holds (almost) no visiting hours."""
+    first_day, last_day = earliest.astimezone(tz).date(), latest.astimezone(tz).date()
+    if latest <= earliest:
+        return None
+    weights = [weight for *_, weight in VISITING_HOURS]
+    for _ in range(100):
+        day = first_day + timedelta(days=rng.randint(0, (last_day - first_day).days))
+        start, end, _ = rng.choices(VISITING_HOURS, weights)[0]
+        local = datetime.combine(day, time(), tz) + timedelta(hours=rng.uniform(start, end))
+        if earliest <= local <= latest:
+            return local.astimezone(UTC).replace(microsecond=0)
+    return None
 
 
 class FlakyNetwork(httpx.AsyncBaseTransport):
@@ -321,16 +350,31 @@ class FlakyNetwork(httpx.AsyncBaseTransport):
 
 # Users.
 
+@dataclass(order=True)
+class Event:
+    """Something a user does at a moment of the history; a user's events run in time order."""
+
+    at: datetime
+    seq: int  # ties run in the order they were planned
+    kind: str = field(compare=False)  # visit, retry (at the door), back_online, hop (a spoofer's jump)
+    venue: SimVenue | None = field(default=None, compare=False)
+
+
 @dataclass
 class SimUser:
     sub: str
     city: str
+    tz: ZoneInfo
     spoofer: bool
     rng: random.Random
     network: FlakyNetwork
     client: AsyncCheckinOffersClient
     flaky: bool
     picks_venue: bool  # chooses the venue from the nearby list, so the check-in names it
+    first_visit: tuple[datetime, SimVenue] | None = None  # set in advance for friends who go together
+    home: SimCampaign | None = None  # the campaign at the first visit's venue
+    home_venue: SimVenue | None = None
+    plan: list[Event] = field(default_factory=list)  # a heap
 
 
 def _moved(lon: float, lat: float, east_m: float, north_m: float) -> tuple[float, float]:
@@ -352,88 +396,126 @@ def _fix(rng: random.Random, venue: SimVenue, *, careful: bool) -> tuple[float, 
     return round(lon, 7), round(lat, 7), round(accuracy, 1)
 
 
-def _time_on(rng: random.Random, day: int) -> float:
-    return day * DAY_S + rng.uniform(7 * 3600, 22 * 3600)
+def _tz_of(city: str) -> ZoneInfo:
+    return ZoneInfo(next(tz for tz, name in CITIES.items() if name == city))
 
 
 class Simulation:
-    def __init__(self, options: Options, catalogue: Catalogue, clock: Clock, staff: dict[str, AsyncCheckinOffersClient],
-                 rng: random.Random) -> None:
+    def __init__(self, options: Options, catalogue: Catalogue, history: tuple[datetime, datetime],
+                 staff: dict[str, AsyncCheckinOffersClient]) -> None:
         self.options = options
         self.catalogue = catalogue
-        self.clock = clock
+        self.start, self.end = history
         self.staff = staff
-        self.rng = rng
         self.requests = asyncio.Semaphore(options.concurrency)
         self.traffic = Traffic(spoofers=options.spoofer_count)
         self.tallies = {c.id: CampaignTally() for c in catalogue.campaigns}
         self.arms: dict[tuple[str, str], str] = {}  # (user, campaign) -> inferred arm
-        self.home: dict[str, SimCampaign] = {}  # user -> the campaign of their first visit, if exposed there
+        self.exposed_at: dict[tuple[str, str], datetime] = {}
         self.returned: set[tuple[str, str]] = set()  # (user, home campaign) with an accepted return visit
         self.redemptions: list[asyncio.Task[None]] = []
-        self.end = options.days * DAY_S
+        self._seq = itertools.count()
+        # First visits leave at least a day for coming back, when the history is that long.
+        self.latest_first_visit = self.end - DAY if self.end - self.start >= 2 * DAY else self.end
 
     async def send(self, call: Callable[[], Awaitable[T]]) -> T:
         async with self.requests:
             return await call()
 
+    def schedule(self, user: SimUser, at: datetime, kind: str, venue: SimVenue | None = None) -> None:
+        """Plan an event; a check-in that would be observed after the history's end (the run's "now",
+        e.g. a second try at the door just before it) is not made."""
+        if kind == "back_online" or at <= self.end:
+            heapq.heappush(user.plan, Event(at, next(self._seq), kind, venue))
+
+    def plan_outings(self, users: list[SimUser], rng: random.Random) -> None:
+        """Some regular users make their first visit as three friends, within minutes of each other."""
+        for city in sorted(set(CITIES.values())):
+            venues = self.catalogue.group_venues(city)
+            regulars = [u for u in users if u.city == city and not u.spoofer]
+            friends = regulars[:int(len(regulars) * FRIENDS_SHARE) // 3 * 3]
+            for i in range(0, len(friends) if venues else 0, 3):
+                at = visiting_time(rng, friends[i].tz, self.start, self.latest_first_visit)
+                venue = rng.choice(venues)
+                for friend in friends[i:i + 3] if at else []:
+                    friend.first_visit = (min(self.end, at + timedelta(minutes=rng.uniform(0, 8))), venue)
+
     # A user's life.
 
     async def live(self, user: SimUser) -> None:
         if user.spoofer:
-            await self._spoof(user)
-            return
-        rng = user.rng
-        first_day = rng.randrange(max(1, self.options.days - 1))
-        first_at = _time_on(rng, first_day)
-        first_venue = rng.choice(self.catalogue.in_city(user.city))
-        elsewhere = self.catalogue.in_city(user.city, exclude_merchant=first_venue.merchant_id)
-        wander_times = [_time_on(rng, day) for day in range(first_day, self.options.days)
-                        if elsewhere and rng.random() < WANDER_PER_DAY]
-        visits = [(at, rng.choice(elsewhere)) for at in wander_times if at > first_at]
-        await self.visit(user, first_at, first_venue)
-        home = next(iter(self.catalogue.campaigns_at(first_venue.id)), None)
-        arm = self.arms.get((user.sub, home.id)) if home else None
-        if home and arm:
-            self.home[user.sub] = home
-            self.tallies[home.id].home_users[arm] += 1
-            chance = self.options.return_rate + (self.options.lift if arm == "treatment" else 0.0)
-            if rng.random() < chance:
-                again = self.catalogue.in_city(user.city, merchant_id=first_venue.merchant_id)
-                visits += [(rng.uniform(first_at + 3600, self.end),
-                            first_venue if rng.random() < 0.7 else rng.choice(again))
-                           for _ in range(rng.randint(1, 3))]
-        for at, venue in sorted(visits, key=lambda visit: visit[0]):
-            await self.visit(user, at, venue)
+            self._plan_spoofer(user)
+        else:
+            self._plan_regular(user)
+        while user.plan:
+            event = heapq.heappop(user.plan)
+            if event.kind == "back_online":
+                user.network.offline = False
+                await self._replay(user, event.at)
+            elif event.kind == "hop":
+                result = await self._check_in(user, event, *event.venue.door, 5.0)
+                if isinstance(result, CheckinResult) and result.reason == "too_fast":
+                    self.traffic.spoofers_caught.add(user.sub)
+            else:
+                await self._visit(user, event)
 
-    async def _spoof(self, user: SimUser) -> None:
+    def _plan_regular(self, user: SimUser) -> None:
+        rng = user.rng
+        if user.first_visit:
+            first_at, venue = user.first_visit
+        else:
+            first_at = visiting_time(rng, user.tz, self.start, self.latest_first_visit)
+            venue = rng.choice(self.catalogue.in_city(user.city))
+        if first_at is None:
+            return
+        user.home, user.home_venue = next(iter(self.catalogue.campaigns_at(venue.id, first_at)), None), venue
+        self.schedule(user, first_at, "visit", venue)
+        elsewhere = self.catalogue.in_city(user.city, exclude_merchant=venue.merchant_id)
+        for _ in range(self.options.history_days):
+            if elsewhere and rng.random() < WANDER_PER_DAY:
+                at = visiting_time(rng, user.tz, first_at + timedelta(minutes=30), self.end)
+                if at:
+                    self.schedule(user, at, "visit", rng.choice(elsewhere))
+
+    def _plan_returns(self, user: SimUser, arm: str, exposed_at: datetime, now: datetime) -> None:
+        """Called at the user's exposure to their home campaign: come back, or not."""
+        rng = user.rng
+        chance = self.options.return_rate + (self.options.lift if arm == "treatment" else 0.0)
+        if user.home_venue is None or rng.random() >= chance:
+            return
+        again = self.catalogue.in_city(user.city, merchant_id=user.home_venue.merchant_id)
+        earliest = max(exposed_at + timedelta(hours=2), now + timedelta(minutes=1))  # never before what was sent
+        spans = [(earliest, min(self.end, exposed_at + FIRST_RETURN_WITHIN))]
+        spans += [(earliest, self.end)] * rng.randint(*LATER_RETURNS)
+        for low, high in spans:
+            at = visiting_time(rng, user.tz, low, high)
+            if at:
+                self.schedule(user, at, "visit", user.home_venue if rng.random() < RETURN_TO_SAME_VENUE
+                              else rng.choice(again))
+
+    def _plan_spoofer(self, user: SimUser) -> None:
         """At home, then 15-60 minutes later "in" the other city, every day."""
         rng = user.rng
         elsewhere = next(city for city in set(CITIES.values()) if city != user.city)
-        for day in range(self.options.days):
-            at = _time_on(rng, day)
-            await self.visit(user, at, rng.choice(self.catalogue.in_city(user.city)))
-            venue = rng.choice(self.catalogue.in_city(elsewhere))
-            await self.clock.sleep_until(at + rng.uniform(15 * 60, 60 * 60))
-            result = await self._check_in(user, venue, *venue.door, 5.0)
-            if isinstance(result, CheckinResult) and result.reason == "too_fast":
-                self.traffic.spoofers_caught.add(user.sub)
+        for day in range(self.options.history_days):
+            day_start = self.start + day * DAY
+            at = visiting_time(rng, user.tz, day_start, min(day_start + DAY, self.end - timedelta(hours=1)))
+            if at:
+                self.schedule(user, at, "visit", rng.choice(self.catalogue.in_city(user.city)))
+                self.schedule(user, at + timedelta(minutes=rng.uniform(15, 60)), "hop",
+                              rng.choice(self.catalogue.in_city(elsewhere)))
 
-    async def visit(self, user: SimUser, at: float, venue: SimVenue) -> None:
-        await self.clock.sleep_until(at)
-        offline = user.flaky and user.rng.random() < OFFLINE_VISIT_SHARE
-        user.network.offline = offline
-        result = await self._check_in(user, venue, *_fix(user.rng, venue, careful=False))
-        if isinstance(result, Queued):
-            await self.clock.sleep_until(at + user.rng.uniform(20 * 60, 180 * 60))
-            user.network.offline = False
-            await self._replay(user)
-        elif isinstance(result, CheckinResult) and result.reason in RETRYABLE_REJECTIONS:
+    async def _visit(self, user: SimUser, event: Event) -> None:
+        careful = event.kind == "retry"
+        if user.flaky and not user.network.offline and not careful and user.rng.random() < OFFLINE_VISIT_SHARE:
+            user.network.offline = True  # until back_online; visits meanwhile are queued too
+            self.schedule(user, event.at + user.rng.uniform(*OFFLINE_FOR), "back_online")
+        result = await self._check_in(user, event, *_fix(user.rng, event.venue, careful=careful))
+        if not careful and isinstance(result, CheckinResult) and result.reason in RETRYABLE_REJECTIONS:
             self.traffic.retries_at_the_door += 1
-            await self.clock.sleep_until(self.clock.now() + user.rng.uniform(60, 180))
-            await self._check_in(user, venue, *_fix(user.rng, venue, careful=True))
+            self.schedule(user, event.at + timedelta(seconds=user.rng.uniform(60, 180)), "retry", event.venue)
 
-    async def _check_in(self, user: SimUser, venue: SimVenue, lon: float, lat: float, accuracy: float
+    async def _check_in(self, user: SimUser, event: Event, lon: float, lat: float, accuracy: float
                         ) -> CheckinResult | Queued | None:
         venue_id = None
         if user.picks_venue and not user.network.offline:
@@ -441,11 +523,12 @@ class Simulation:
                 nearby = await self.send(lambda: user.client.nearby(lat, lon, radius_m=500))
             except (TransportError, ApiError):
                 nearby = []  # the app falls back to a check-in without a chosen venue
-            venue_id = venue.id if any(v.id == venue.id for v in nearby) else None
+            venue_id = event.venue.id if any(v.id == event.venue.id for v in nearby) else None
         checkin = user.client.checkin_or_queue if user.flaky else user.client.checkin
         self.traffic.checkins_sent += 1
         try:
-            result = await self.send(lambda: checkin(lat, lon, accuracy, venue_id=venue_id, device_id=user.sub))
+            result = await self.send(lambda: checkin(lat, lon, accuracy, observed_at=event.at, venue_id=venue_id,
+                                                     device_id=user.sub))
         except TransportError:
             self.traffic.unreachable += 1
             return None
@@ -455,47 +538,49 @@ class Simulation:
         if isinstance(result, Queued):
             self.traffic.queued += 1
         else:
-            self.record(user, result)
+            self.record(user, result, event.at, event.at)
         return result
 
-    async def _replay(self, user: SimUser) -> None:
-        for _, outcome in await self.send(user.client.replay_queue):
+    async def _replay(self, user: SimUser, now: datetime) -> None:
+        for item, outcome in await self.send(user.client.replay_queue):
             self.traffic.replayed += 1
             if isinstance(outcome, ApiError):
                 self.traffic.api_errors[outcome.code or str(outcome.status)] += 1
             else:
-                self.record(user, outcome)
+                self.record(user, outcome, item.request.observed_at, now)
 
     # Counting what the server answered.
 
-    def record(self, user: SimUser, result: CheckinResult) -> None:
+    def record(self, user: SimUser, result: CheckinResult, observed_at: datetime, now: datetime) -> None:
+        """Count one answer; `now` is the moment of the history at which it arrived (later for a replay)."""
         accepted = result.status == "accepted"
         self.traffic.answered["accepted" if accepted else result.reason or "rejected"] += 1
         self.traffic.unlocked_in_responses += len(result.unlocked)
-        campaigns = self.catalogue.campaigns_at(result.venue.id) if result.venue else []
+        campaigns = self.catalogue.campaigns_at(result.venue.id, observed_at) if result.venue else []
         for campaign in campaigns:
             tally = self.tallies[campaign.id]
             if not accepted:
                 tally.rejected[result.reason or "unknown"] += 1
                 continue
             tally.accepted += 1
+            tally.accepted_by_day[observed_at.astimezone(UTC).date()] += 1
             key = (user.sub, campaign.id)
             if key not in self.arms:
                 arm = "treatment" if any(o.offer_id in campaign.offer_ids for o in result.unlocked) else "control"
-                self.arms[key] = arm
+                self.arms[key], self.exposed_at[key] = arm, observed_at
                 tally.exposed[arm] += 1
-            elif self.home.get(user.sub) == campaign and key not in self.returned:
+                if campaign == user.home:
+                    tally.home_users[arm] += 1
+                    self._plan_returns(user, arm, observed_at, now)
+            elif campaign == user.home and key not in self.returned and observed_at > self.exposed_at[key]:
                 self.returned.add(key)
                 tally.returned_users[self.arms[key]] += 1
         for unlocked in result.unlocked:
             campaign = self.catalogue.campaign_of_offer(unlocked.offer_id)
-            if campaign and result.venue and self.rng.random() < self.options.redeem_share:
-                delay = self.rng.uniform(2 * 60, 90 * 60)
-                self.redemptions.append(asyncio.create_task(
-                    self._redeem(unlocked.code, result.venue.id, campaign, self.clock.now() + delay)))
+            if campaign and result.venue and user.rng.random() < self.options.redeem_share:
+                self.redemptions.append(asyncio.create_task(self._redeem(unlocked.code, result.venue.id, campaign)))
 
-    async def _redeem(self, code: str, venue_id: str, campaign: SimCampaign, at: float) -> None:
-        await self.clock.sleep_until(at)
+    async def _redeem(self, code: str, venue_id: str, campaign: SimCampaign) -> None:
         self.traffic.redemption_attempts += 1
         try:
             await self.send(lambda: self.staff[campaign.merchant_id].redeem(code, venue_id))
@@ -518,23 +603,31 @@ class Simulation:
 
 async def simulate(options: Options, console: Console | None = None) -> Report:
     """Run the simulation; print progress and the summary; return the counts."""
+    if options.history_days < 1:
+        raise ValueError("the history must be at least one day long")
     console = console or Console()
     settings = get_settings()
     rng = random.Random(options.seed)
     run = uuid.uuid4().hex[:8]  # fresh users on every run, so earlier runs' history does not count
-    token_ttl_s = int(options.days * options.day_seconds) + 3600
 
     def token(sub: str, role: str, merchant_id: str | None = None) -> Callable[[], str]:
-        minted = mint_token(settings, sub=sub, role=role, merchant_id=merchant_id, ttl_s=token_ttl_s)
+        minted = mint_token(settings, sub=sub, role=role, merchant_id=merchant_id, ttl_s=TOKEN_TTL_S)
         return lambda: minted
 
     merchant_ids = [str(m.id) for m in MERCHANTS]
     catalogue = await load_catalogue(options.base_url, {m: token(f"sim-admin-{run}", "merchant_admin", m)()
                                                          for m in merchant_ids})
-    env = " ".join(f"{name}={value}" for name, value in server_settings(options).items())
-    console.print(f"{options.users} users, {options.days} simulated days of {options.day_seconds:g} s "
-                  f"(speedup {options.speedup:,.0f}) against {options.base_url}; {len(catalogue.venues)} venues, "
-                  f"{len(catalogue.campaigns)} active campaigns.\nFor realistic verdicts the server runs with: {env}")
+    end = datetime.now(UTC).replace(microsecond=0)
+    start = end - options.history_days * DAY
+    latest_campaign_start = max(c.starts_at for c in catalogue.campaigns)
+    if latest_campaign_start > start:
+        console.print(f"A campaign started at {latest_campaign_start:%Y-%m-%d %H:%M %Z}: the history starts then.")
+        start = latest_campaign_start
+    days = f"{options.history_days} day{'s' if options.history_days > 1 else ''}"
+    console.print(f"{options.users} users, {days} of history ({start:%Y-%m-%d %H:%M} to "
+                  f"{end:%Y-%m-%d %H:%M} UTC) against {options.base_url}; {len(catalogue.venues)} venues, "
+                  f"{len(catalogue.campaigns)} active campaigns.\nThe server accepts fixes that old with "
+                  f"CHECKIN_MAX_FIX_AGE_S={required_fix_age_s(options.history_days)}.")
 
     pool = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=options.concurrency))
 
@@ -547,54 +640,53 @@ async def simulate(options: Options, console: Console | None = None) -> Report:
     shared = FlakyNetwork(pool)  # never offline: the back office and the tills
     admins = {m: client(f"sim-admin-{run}", "merchant_admin", shared, merchant_id=m) for m in merchant_ids}
     staff = {m: client(f"sim-staff-{run}", "merchant_staff", shared, merchant_id=m) for m in merchant_ids}
+    simulation = Simulation(options, catalogue, (start, end), staff)
     with tempfile.TemporaryDirectory(prefix="checkin-sim-") as queues:
         users = []
         for i in range(options.users):
             sub, network = f"sim-{run}-{i:04d}", FlakyNetwork(pool)
             flaky = rng.random() < options.offline_share
             queue = OfflineQueue(Path(queues) / f"{sub}.sqlite3") if flaky else None
-            users.append(SimUser(sub=sub, city=rng.choice(sorted(set(CITIES.values()))),
-                                 spoofer=i < options.spoofer_count, rng=random.Random(rng.random()),
-                                 network=network, client=client(sub, "app_user", network, queue=queue),
-                                 flaky=flaky, picks_venue=rng.random() < 0.4))
+            city = rng.choice(sorted(set(CITIES.values())))
+            users.append(SimUser(sub=sub, city=city, tz=_tz_of(city), spoofer=i < options.spoofer_count,
+                                 rng=random.Random(rng.random()), network=network,
+                                 client=client(sub, "app_user", network, queue=queue), flaky=flaky,
+                                 picks_venue=rng.random() < 0.4))
+        simulation.plan_outings(users, rng)
         try:
-            before = {c.id: stats_metrics((await admins[c.merchant_id].campaign_stats(c.id))["funnel"])
-                      for c in catalogue.campaigns}
-            simulation = Simulation(options, catalogue, Clock(options.speedup), staff, rng)
+            before = {c.id: await admins[c.merchant_id].campaign_stats(c.id) for c in catalogue.campaigns}
             await _run_users(simulation, users, console)
             await asyncio.gather(*simulation.redemptions)
             await simulation.count_wallets(users)
-            after = {c.id: stats_metrics((await admins[c.merchant_id].campaign_stats(c.id))["funnel"])
-                     for c in catalogue.campaigns}
+            after = {c.id: await admins[c.merchant_id].campaign_stats(c.id) for c in catalogue.campaigns}
         finally:
             for sdk_client in [*admins.values(), *staff.values(), *(u.client for u in users)]:
                 await sdk_client.aclose()
             await pool.aclose()
 
-    report = Report(options, simulation.traffic, [
-        CampaignReport(c.id, c.name, simulation.tallies[c.id].comparable(), difference(after[c.id], before[c.id]),
-                       dict(simulation.tallies[c.id].home_users), dict(simulation.tallies[c.id].returned_users))
+    report = Report(options, (start, end), simulation.traffic, [
+        CampaignReport(c.id, c.name, simulation.tallies[c.id].comparable(),
+                       difference(stats_metrics(after[c.id]), stats_metrics(before[c.id])),
+                       dict(simulation.tallies[c.id].home_users), dict(simulation.tallies[c.id].returned_users),
+                       after[c.id])
         for c in catalogue.campaigns])
     print_summary(report, console)
     return report
 
 
 async def _run_users(simulation: Simulation, users: list[SimUser], console: Console) -> None:
-    days = simulation.options.days
-    columns = [TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[checkins]} check-ins sent"), TimeElapsedColumn()]
     with Progress(*columns, console=console) as progress:
-        clock_bar = progress.add_task("simulated time (h)", total=days * 24)
-        users_bar = progress.add_task("users done", total=len(users))
+        bar = progress.add_task("simulated users", total=len(users), checkins=0)
 
         async def live(user: SimUser) -> None:
             await simulation.live(user)
-            progress.advance(users_bar)
+            progress.advance(bar)
 
         async def tick() -> None:
             while True:
-                hours = min(simulation.clock.now(), simulation.end) / 3600
-                day = min(days, int(hours // 24) + 1)
-                progress.update(clock_bar, completed=int(hours), description=f"simulated day {day}/{days} (h)")
+                progress.update(bar, checkins=simulation.traffic.checkins_sent)
                 await asyncio.sleep(0.1)
 
         ticker = asyncio.create_task(tick())
@@ -604,13 +696,19 @@ async def _run_users(simulation: Simulation, users: list[SimUser], console: Cons
                     group.create_task(live(user))
         finally:
             ticker.cancel()
-        progress.update(clock_bar, completed=days * 24)
+        progress.update(bar, checkins=simulation.traffic.checkins_sent)
 
 
 # The summary.
 
 def _rate(returned: int, users: int) -> str:
     return f"{returned}/{users} = {returned / users:.0%}" if users else "-"
+
+
+def _lift(interval: dict[str, float] | None) -> str:
+    if interval is None:
+        return "-"
+    return f"{interval['estimate']:+.0%} ({interval['ci_low']:+.0%} to {interval['ci_high']:+.0%})"
 
 
 def print_summary(report: Report, console: Console) -> None:
@@ -636,31 +734,49 @@ def print_summary(report: Report, console: Console) -> None:
         table = Table(title=f"{campaign.name}: simulator vs GET /v1/campaigns/{{id}}/stats (change over the run)")
         for name, justify in (("metric", "left"), ("simulator", "right"), ("stats API", "right"), ("", "center")):
             table.add_column(name, justify=justify)
-        for name in sorted(campaign.simulated.keys() | campaign.stats.keys()):
+        for name in dict.fromkeys([*campaign.simulated, *campaign.stats]):
             simulated, stats = campaign.simulated.get(name, 0), campaign.stats.get(name, 0)
             table.add_row(name, str(simulated), str(stats), "✓" if simulated == stats else "✗")
         console.print(table)
 
-    table = Table(title=f"Return visits of users whose first visit exposed them (true lift {report.options.lift:+.0%})")
-    for name in ("campaign", "treatment returned", "control returned", "measured lift (95% CI)"):
-        table.add_column(name)
+    options = report.options
+    table = Table(title="Return visits: the simulated truth and what the stats API measured")
+    table.add_column("")
     for campaign in report.campaigns:
-        x_t, n_t = campaign.returned_users.get("treatment", 0), campaign.home_users.get("treatment", 0)
-        x_c, n_c = campaign.returned_users.get("control", 0), campaign.home_users.get("control", 0)
-        lift = "-"
-        if n_t and n_c:
-            low, high = newcombe_diff_interval(x_t, n_t, x_c, n_c)
-            lift = f"{x_t / n_t - x_c / n_c:+.0%} ({low:+.0%} to {high:+.0%})"
-        table.add_row(campaign.name, _rate(x_t, n_t), _rate(x_c, n_c), lift)
+        table.add_column(campaign.name, justify="right")
+    effects = [c.stats_after["effect"] for c in report.campaigns]
+    rows = {
+        "true return chance, treatment / control": [
+            f"{options.return_rate + options.lift:.0%} / {options.return_rate:.0%}" for _ in report.campaigns],
+        "simulator: returned, treatment (history)": [
+            _rate(c.returned_users.get("treatment", 0), c.home_users.get("treatment", 0)) for c in report.campaigns],
+        "simulator: returned, control (history)": [
+            _rate(c.returned_users.get("control", 0), c.home_users.get("control", 0)) for c in report.campaigns],
+        "stats: attribution window": [f"{e['attribution_days']} day(s)" for e in effects],
+        "stats: returned, treatment (closed windows)": [
+            _rate(e["arms"]["treatment"]["returned_users"], e["arms"]["treatment"]["users_window_closed"])
+            for e in effects],
+        "stats: returned, control (closed windows)": [
+            _rate(e["arms"]["control"]["returned_users"], e["arms"]["control"]["users_window_closed"])
+            for e in effects],
+        "stats: lift (95% CI)": [_lift(e["absolute_lift"]) for e in effects],
+        "stats: status": [c.stats_after["status"] for c in report.campaigns],
+    }
+    for name, values in rows.items():
+        table.add_row(name, *values)
     console.print(table)
+    stale = traffic.answered["stale"]
+    if stale:
+        console.print(f"[bold red]{stale} check-ins were rejected as stale: start the server with "
+                      f"CHECKIN_MAX_FIX_AGE_S={required_fix_age_s(options.history_days)} or more.[/]")
     agree = all(c.agrees for c in report.campaigns)
     console.print("The stats endpoint agrees with the simulator's counts." if agree
                   else "[bold red]The stats endpoint and the simulator disagree (rows marked ✗).[/]")
 
 
 def main(args: argparse.Namespace) -> Report:
-    options = Options(base_url=args.base_url, users=args.users, days=args.days, seed=args.seed,
-                      day_seconds=args.day_seconds, spoofers=args.spoofers, lift=args.lift,
-                      return_rate=args.return_rate, offline_share=args.offline_share,
-                      redeem_share=args.redeem_share, concurrency=args.concurrency)
+    options = Options(base_url=args.base_url, users=args.users, history_days=args.history_days, seed=args.seed,
+                      spoofers=args.spoofers, lift=args.lift, return_rate=args.return_rate,
+                      offline_share=args.offline_share, redeem_share=args.redeem_share,
+                      concurrency=args.concurrency)
     return asyncio.run(simulate(options))

@@ -1,7 +1,8 @@
-"""The demo seed (`checkin-offers seed-demo`) and the traffic simulator, against the live test server.
+"""The demo seed (`checkin-offers seed-demo [--with-activity]`) and the traffic simulator, against real services.
 
 The seed writes its Oslo and Copenhagen merchants into the test database; other tests make their
-merchants at random far-away spots, so neither sees the other's data.
+merchants at random far-away spots, so neither sees the other's data. `--with-activity` runs in a
+database of its own, because it decides by whether the demo has check-ins yet.
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ import io
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 from rich.console import Console
+from sqlalchemy.engine import make_url
 
-from checkin_offers.demo import MERCHANTS
-from checkin_offers.simulate import Options, server_settings, simulate
+from checkin_offers.demo import ACTIVITY_DAYS, COFFEE, MERCHANTS
+from checkin_offers.simulate import Options, required_fix_age_s, simulate
+from core.migrate import drop_database, migrate
 
 DEMO_IDS = [m.id for m in MERCHANTS]
 SNAPSHOT_QUERIES = {
@@ -29,12 +35,19 @@ SNAPSHOT_QUERIES = {
     "campaign_venues": "SELECT cv.* FROM campaign_venues cv JOIN campaigns c ON c.id = cv.campaign_id "
                        "WHERE c.merchant_id = ANY(%(ids)s) ORDER BY 1, 2",
 }
+DEMO_ACTIVITY_QUERY = """
+    SELECT count(*) AS checkins, count(DISTINCT (c.observed_at AT TIME ZONE 'UTC')::date) AS days,
+           min(c.observed_at) AS first_observed, max(c.observed_at) AS last_observed,
+           (SELECT count(*) FROM redemptions WHERE merchant_id = ANY(%(ids)s)) AS redemptions
+    FROM checkins c JOIN venues v ON v.id = c.venue_id WHERE v.merchant_id = ANY(%(ids)s)
+"""
 
 
-def _seed_demo() -> str:
-    done = subprocess.run([sys.executable, "-m", "checkin_offers.cli", "seed-demo"], env=os.environ,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+def _seed_demo(*flags: str, database_url: str | None = None) -> str:
+    env = {**os.environ, **({"CHECKIN_DATABASE_URL": database_url} if database_url else {})}
+    done = subprocess.run([sys.executable, "-m", "checkin_offers.cli", "seed-demo", *flags], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
 
@@ -58,10 +71,16 @@ def test_seed_demo_creates_merchants_venues_and_active_campaigns(first_seed, db)
     assert {v["geofence"]["type"] for v in snapshot["venues"]} == {"Circle", "Polygon"}
     assert len(snapshot["campaigns"]) == len(MERCHANTS)
     assert all(c["status"] == "active" and 10 <= c["holdout_percent"] <= 20 for c in snapshot["campaigns"])
+    # A back-dated history counts for the campaigns, and closes some of its attribution windows.
+    history_start = datetime.now(UTC) - timedelta(days=ACTIVITY_DAYS)
+    assert all(c["starts_at"] < history_start for c in snapshot["campaigns"])
+    assert all(c["attribution_days"] < ACTIVITY_DAYS for c in snapshot["campaigns"])
     rules = {o["rule"]["type"] for o in snapshot["offers"]}
     assert {"every_checkin", "first_checkin", "nth_checkin", "loyalty", "flash", "group"} <= rules
     assert any(o["schedule"] for o in snapshot["offers"])
     assert len(snapshot["campaign_venues"]) == len(snapshot["venues"])
+    coffee_campaign = next(c for c in snapshot["campaigns"] if c["merchant_id"] == COFFEE.id)
+    assert f"/v1/campaigns/{coffee_campaign['id']}/stats" in first_seed
 
 
 def test_seed_demo_twice_changes_nothing(first_seed, db):
@@ -84,13 +103,11 @@ def test_demo_venues_are_nearby_with_offers(first_seed, world, http, city, lat, 
     assert not others & found.keys()
 
 
-def test_a_short_simulation_agrees_with_the_campaign_stats(first_seed, base_url, settings, monkeypatch):
-    options = Options(base_url=base_url, users=30, days=2, day_seconds=5, seed=11, spoofers=3,
+def test_a_short_history_agrees_with_the_campaign_stats(first_seed, base_url, settings, monkeypatch, world, http):
+    options = Options(base_url=base_url, users=40, history_days=3, seed=11, spoofers=3,
                       offline_share=0.3, redeem_share=0.8, concurrency=8)
-    # What `CHECKIN_...=` in the server's environment would do; this server runs in the test process.
-    for variable, value in server_settings(options).items():
-        name = variable.removeprefix("CHECKIN_").lower()
-        monkeypatch.setattr(settings, name, type(getattr(settings, name))(value))
+    # What CHECKIN_MAX_FIX_AGE_S in the server's environment would do; this server runs in the test process.
+    monkeypatch.setattr(settings, "max_fix_age_s", required_fix_age_s(options.history_days))
     output = io.StringIO()
 
     report = asyncio.run(simulate(options, Console(file=output, width=140)))
@@ -102,7 +119,57 @@ def test_a_short_simulation_agrees_with_the_campaign_stats(first_seed, base_url,
               for name in ("check-ins accepted", "exposed: treatment", "unlocks", "redemptions")}
     assert all(totals.values()), totals
     traffic = report.traffic
+    assert traffic.answered["stale"] == 0
     assert traffic.queued > 0 and traffic.replayed == traffic.queued
     assert traffic.spoofers_caught, "no spoofer was rejected as too_fast"
     assert sum(c.simulated.get("rejected: too_fast", 0) for c in report.campaigns) >= len(traffic.spoofers_caught)
     assert "agrees with the simulator" in output.getvalue()
+
+    # The check-ins count on the days they were observed, inside the history.
+    start, end = report.history
+    assert end - start == timedelta(days=options.history_days)
+    coffee = next(c for c in report.campaigns if c.name == COFFEE.campaign)
+    stats = http.get(f"/v1/campaigns/{coffee.id}/stats",
+                     headers=world.headers("merchant_admin", merchant_id=str(COFFEE.id))).json()
+    days = {row["day"] for row in stats["by_day"] if row["checkins_accepted"]}
+    assert len(days) >= 2
+    assert all(start.date().isoformat() <= day <= end.date().isoformat() for day in days)
+    assert {name.removeprefix("accepted on ") for name in coffee.simulated if name.startswith("accepted on ")} == days
+    # Exposures on the history's first days have closed their one-day windows: the effect has numbers.
+    assert stats["status"] != "collecting"
+    assert stats["effect"]["arms"]["treatment"]["users_window_closed"] > 0
+
+
+@pytest.fixture
+def empty_database(database_url: str):
+    """A migrated database of its own, dropped afterwards."""
+    url = make_url(database_url)
+    fresh = url.set(database=f"{url.database}_activity").render_as_string(hide_password=False)
+    drop_database(fresh)
+    migrate(fresh)
+    yield fresh
+    drop_database(fresh)
+
+
+def _demo_activity(database_url: str) -> dict:
+    plain = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(plain, row_factory=dict_row) as conn:
+        return conn.execute(DEMO_ACTIVITY_QUERY, {"ids": DEMO_IDS}).fetchone()
+
+
+def test_seed_demo_with_activity_adds_a_few_days_of_history_once(empty_database):
+    started = datetime.now(UTC)
+    first = _seed_demo("--with-activity", database_url=empty_database)
+
+    assert "demo data created" in first and f"{ACTIVITY_DAYS} days of activity" in first
+    assert "agrees with the simulator" in first and "disagree" not in first
+    activity = _demo_activity(empty_database)
+    assert activity["checkins"] > 0 and activity["redemptions"] > 0
+    assert activity["days"] >= ACTIVITY_DAYS
+    assert started - timedelta(days=ACTIVITY_DAYS) <= activity["first_observed"] < started - timedelta(days=1)
+    assert activity["last_observed"] <= datetime.now(UTC)
+
+    again = _seed_demo("--with-activity", database_url=empty_database)
+
+    assert "nothing changed" in again and "no activity added" in again
+    assert _demo_activity(empty_database) == activity
