@@ -35,7 +35,8 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.errors import Conflict, TooManyRequests, ValidationFailed
+from core.errors import Conflict, TooManyRequests
+from core.idempotency import key_reused
 from core.redis import RedisError, RedisState
 from core.settings import Settings
 from geo.plausibility import FixLimits, check_fix
@@ -125,10 +126,7 @@ async def check_in(
             await _release(redis, in_flight_key)
 
     if row.outcome == "key_reused":
-        raise ValidationFailed("this Idempotency-Key was used with a different request body",
-                               code="idempotency_key_reused",
-                               errors=[{"field": "Idempotency-Key", "code": "idempotency_key_reused",
-                                        "message": "use a new key for a new check-in"}])
+        raise key_reused("check-in")
     return row.body
 
 

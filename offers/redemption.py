@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.errors import Conflict, Gone, NotFound, TooManyRequests, ValidationFailed
+from core.idempotency import key_reused
 from core.redis import RedisError, RedisState
 from core.settings import Settings
 
@@ -87,10 +88,7 @@ async def redeem_code(
     if outcome in ("done", "replay"):
         return result["response"]
     if outcome == "key_reused":
-        raise ValidationFailed("this Idempotency-Key was used with a different request body",
-                               code="idempotency_key_reused",
-                               errors=[{"field": "Idempotency-Key", "code": "idempotency_key_reused",
-                                        "message": "use a new key for a new redemption"}])
+        raise key_reused("redemption")
     if outcome == "already_redeemed":
         raise Conflict("this code has already been redeemed", code="already_redeemed",
                        redeemed_at=result["redeemed_at"])
