@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
-from starlette.concurrency import run_in_threadpool
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from starlette.concurrency import run_in_threadpool
 
 from core.auth import Principal, Role, verify_token
 from core.db import autocommit_connection, transaction
