@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from functools import lru_cache
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -25,14 +25,7 @@ WARM_UP_SQL = "SELECT ST_DWithin('POINT(0 0)'::geography, 'POINT(0 0)'::geograph
 
 
 class Base(DeclarativeBase):
-    metadata = MetaData(
-        naming_convention={
-            "ix": "%(table_name)s_%(column_0_N_name)s",
-            "uq": "%(table_name)s_%(column_0_N_name)s_key",
-            "fk": "%(table_name)s_%(column_0_name)s_fkey",
-            "pk": "%(table_name)s_pkey",
-        }
-    )
+    """ORM mapping for the merchant-side CRUD. The schema itself is the SQL in migrations/sql."""
 
 
 def make_engine(url: str, pool_size: int) -> AsyncEngine:
