@@ -44,11 +44,15 @@ def _jwks_client(url: str) -> jwt.PyJWKClient:
     return jwt.PyJWKClient(url, cache_keys=True, lifespan=300)
 
 
+@lru_cache
+def _prepared_key(algorithm: str, key: str) -> object:
+    # Parsing a PEM key costs more than verifying a signature with it: do it once.
+    return jwt.algorithms.get_default_algorithms()[algorithm].prepare_key(key)
+
+
 def _verification_key(token: str, settings: Settings) -> object:
-    if settings.jwt_secret:
-        return settings.jwt_secret
-    if settings.jwt_public_key:
-        return settings.jwt_public_key
+    if settings.jwt_secret or settings.jwt_public_key:
+        return _prepared_key(settings.algorithm, settings.jwt_secret or settings.jwt_public_key)
     return _jwks_client(settings.jwks_url).get_signing_key_from_jwt(token).key
 
 
