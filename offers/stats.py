@@ -50,18 +50,22 @@ EFFECT_SQL = text("""
 # Time to redeem: redemptions by minute, and the unlocks not redeemed, censored when they
 # stopped being observed: open ones at their age, expired ones at their own offer's window
 # (censoring them later would keep them at risk for longer-lived offers' redemptions).
+# Expired ones are counted from aggregates (unredeemed per window, less the open ones), so
+# only the few unlocks still open are read, on the partial index of open unlocks.
 REDEEM_MINUTES_SQL = text("""
     SELECT minutes, sum(n)::bigint FROM campaign_redeem_minutes
     WHERE campaign_id = :campaign GROUP BY minutes HAVING sum(n) > 0
 """)
-# Grouped by the raw interval first: expired unlocks share a few spans (their windows), and
-# converting a few groups to minutes is cheaper than converting every row.
-UNREDEEMED_MINUTES_SQL = text("""
-    SELECT floor(extract(epoch FROM span) / 60)::int AS minutes, sum(n)::bigint
-    FROM (SELECT least(now(), expires_at) - unlocked_at AS span, count(*) AS n
-          FROM unlocks WHERE campaign_id = :campaign AND redeemed_at IS NULL
-          GROUP BY 1) spans
-    GROUP BY 1
+UNREDEEMED_BY_WINDOW_SQL = text("""
+    SELECT window_minutes, sum(n)::bigint FROM campaign_unredeemed
+    WHERE campaign_id = :campaign GROUP BY window_minutes
+""")
+OPEN_UNLOCKS_SQL = text("""
+    SELECT window_minutes(u) AS window_minutes, floor(extract(epoch FROM now() - u.unlocked_at) / 60)::int AS age,
+           count(*)::bigint
+    FROM unlocks u
+    WHERE u.campaign_id = :campaign AND u.redeemed_at IS NULL AND u.expires_at > now()
+    GROUP BY 1, 2
 """)
 VENUE_NAMES_SQL = text("SELECT id, name FROM venues WHERE id = ANY(:ids)")
 
@@ -147,7 +151,12 @@ async def campaign_stats(session: AsyncSession, merchant_id: uuid.UUID, campaign
     effect["attribution_days"] = campaign.attribution_days
 
     redeemed = [(float(m), int(n), 0) for m, n in await session.execute(REDEEM_MINUTES_SQL, params)]
-    censored = [(float(m), 0, int(n)) for m, n in await session.execute(UNREDEEMED_MINUTES_SQL, params)]
+    expired = {int(w): int(n) for w, n in await session.execute(UNREDEEMED_BY_WINDOW_SQL, params)}
+    still_open = []
+    for window, age, n in await session.execute(OPEN_UNLOCKS_SQL, params):
+        still_open.append((float(age), 0, int(n)))
+        expired[window] = expired.get(window, 0) - n
+    censored = still_open + [(float(w), 0, n) for w, n in expired.items() if n > 0]
     survival = stats_math.kaplan_meier_grouped(redeemed + censored)
     unlocks, net_redemptions = totals["unlock"], totals["redemption"] - totals["void"]
 

@@ -128,11 +128,14 @@ def _unlock_all(world, m, venue, users: int) -> list[dict]:
 
 
 def _age(db, unlock_id: str, minutes: float, window: float | None = None) -> None:
-    """Test-data setup: pretend the unlock happened `minutes` ago (and expires `window` after)."""
+    """Test-data setup: pretend the unlock happened `minutes` ago. Its redemption window stays
+    what the offer made it (`window` only restates it), as the stats aggregates assume."""
     db.execute("""UPDATE unlocks SET unlocked_at = now() - make_interval(secs => %(s)s),
-                                     expires_at = coalesce(now() - make_interval(secs => %(s)s)
-                                                           + make_interval(secs => %(w)s), expires_at)
+                                     expires_at = now() - make_interval(secs => %(s)s)
+                                                  + coalesce(make_interval(secs => %(w)s), expires_at - unlocked_at)
                   WHERE id = %(id)s""", {"s": minutes * 60, "w": window and window * 60, "id": unlock_id})
+    row = db.execute("SELECT window_minutes(u) AS w FROM unlocks u WHERE id = %s", (unlock_id,)).fetchone()
+    assert window is None or row["w"] == window, "a test may not change an offer's window"
 
 
 def _raw_time_to_redeem(db, campaign_id: str):

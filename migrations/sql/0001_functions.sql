@@ -77,6 +77,19 @@ RETURNS void LANGUAGE sql AS $$
     ON CONFLICT (campaign_id, day, venue_id, metric, shard) DO UPDATE SET n = c.n + EXCLUDED.n
 $$;
 
+-- An unlock's redemption window in minutes (its offer's redeem_within_minutes at unlock time).
+CREATE FUNCTION window_minutes(u unlocks) RETURNS integer LANGUAGE sql IMMUTABLE AS $$
+    SELECT round(extract(epoch FROM u.expires_at - u.unlocked_at) / 60)::integer
+$$;
+
+-- Add to the count of unredeemed unlocks with a given redemption window.
+CREATE FUNCTION count_unredeemed(p_campaign uuid, p_window_minutes integer, p_shard smallint, p_n bigint)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO campaign_unredeemed AS c (campaign_id, window_minutes, shard, n)
+    VALUES (p_campaign, p_window_minutes, p_shard, p_n)
+    ON CONFLICT (campaign_id, window_minutes, shard) DO UPDATE SET n = c.n + EXCLUDED.n
+$$;
+
 -- Unlock one offer for one user, within the per-user limit and the budget; NULL when either is spent.
 CREATE FUNCTION unlock_offer(p_offer offers, p_merchant uuid, p_venue uuid, p_user text, p_checkin uuid, p_shard smallint)
 RETURNS unlocks LANGUAGE plpgsql AS $$
@@ -111,6 +124,7 @@ BEGIN
     INSERT INTO events (type, campaign_id, offer_id, venue_id, user_id, checkin_id, unlock_id, arm)
     VALUES ('offer_unlocked', p_offer.campaign_id, p_offer.id, p_venue, p_user, p_checkin, u.id, 'treatment');
     PERFORM bump_counter(p_offer.campaign_id, utc_day(now()), p_venue, 'unlock', p_shard);
+    PERFORM count_unredeemed(p_offer.campaign_id, p_offer.redeem_within_minutes, p_shard, 1);
     RETURN u;
 END $$;
 
@@ -449,6 +463,7 @@ BEGIN
     INSERT INTO events (type, occurred_at, campaign_id, offer_id, venue_id, user_id, unlock_id, redemption_id, arm)
     VALUES ('offer_redeemed', r.redeemed_at, u.campaign_id, u.offer_id, p_venue, u.user_id, u.id, r.id, 'treatment');
     PERFORM bump_counter(u.campaign_id, utc_day(r.redeemed_at), p_venue, 'redemption', (hashtext(u.user_id) & 7)::smallint);
+    PERFORM count_unredeemed(u.campaign_id, window_minutes(u), (hashtext(u.user_id) & 7)::smallint, -1);
     INSERT INTO campaign_redeem_minutes AS m (campaign_id, minutes, shard, n)
     VALUES (u.campaign_id, floor(extract(epoch FROM r.redeemed_at - u.unlocked_at) / 60)::int, (hashtext(u.user_id) & 7)::smallint, 1)
     ON CONFLICT (campaign_id, minutes, shard) DO UPDATE SET n = m.n + 1;
@@ -483,6 +498,7 @@ BEGIN
     VALUES ('redemption_voided', r.voided_at, r.campaign_id, r.offer_id, r.venue_id, u.user_id, u.id, r.id, p_reason);
     -- Counted on the redemption's day: a void just after midnight must not leave that day at -1.
     PERFORM bump_counter(r.campaign_id, utc_day(r.redeemed_at), r.venue_id, 'void', (hashtext(u.user_id) & 7)::smallint);
+    PERFORM count_unredeemed(r.campaign_id, window_minutes(u), (hashtext(u.user_id) & 7)::smallint, 1);
     UPDATE campaign_redeem_minutes SET n = n - 1
     WHERE campaign_id = r.campaign_id AND shard = (hashtext(u.user_id) & 7)::smallint
       AND minutes = floor(extract(epoch FROM r.redeemed_at - u.unlocked_at) / 60)::int;

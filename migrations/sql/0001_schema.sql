@@ -235,6 +235,16 @@ CREATE TABLE campaign_redeem_minutes (
     PRIMARY KEY (campaign_id, minutes, shard)
 );
 
+-- Unlocks not redeemed, by redemption window: with the few still open (read from unlocks),
+-- this gives the expired ones, censored at their window, without scanning every unlock.
+CREATE TABLE campaign_unredeemed (
+    campaign_id     uuid NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+    window_minutes  integer NOT NULL,
+    shard           smallint NOT NULL,
+    n               bigint NOT NULL,
+    PRIMARY KEY (campaign_id, window_minutes, shard)
+);
+
 CREATE TABLE idempotency_keys (
     scope         text NOT NULL,   -- the caller: keys of different callers never collide
     key           text NOT NULL,
