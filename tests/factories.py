@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
 from dataclasses import dataclass
@@ -82,6 +83,17 @@ class World:
                 "observed_at": (observed_at or datetime.now(UTC)).isoformat(), **extra}
         return self.http.post("/v1/checkins", json=body,
                               headers={**user, "Idempotency-Key": key or str(uuid.uuid4())})
+
+
+def near(center: tuple[float, float], east_m: float = 0, north_m: float = 0) -> tuple[float, float]:
+    """A point east_m / north_m metres from center (flat-earth, fine for tens of metres)."""
+    lon, lat = center
+    return lon + east_m / (111_320 * math.cos(math.radians(lat))), lat + north_m / 111_320
+
+
+def new_user(world: World) -> tuple[str, dict[str, str]]:
+    sub = f"user-{uuid.uuid4().hex[:12]}"
+    return sub, world.user(sub)
 
 
 def offer_body(rule: dict | None = None, **overrides) -> dict:

@@ -6,27 +6,16 @@ stored with that reason, recorded as an event, and unlocks nothing. Malformed in
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.factories import offer_body
+from tests.factories import near, new_user, offer_body
 
 OSLO = (10.7522, 59.9139)
 COPENHAGEN = (12.5683, 55.6761)
 GOTHENBURG = (11.9746, 57.7089)
-
-
-def near(center: tuple[float, float], east_m: float = 0, north_m: float = 0) -> tuple[float, float]:
-    lon, lat = center
-    return lon + east_m / (111_320 * math.cos(math.radians(lat))), lat + north_m / 111_320
-
-
-def new_user(world) -> tuple[str, dict[str, str]]:
-    sub = f"user-{uuid.uuid4().hex[:12]}"
-    return sub, world.user(sub)
 
 
 def open_venue(world, merchant=None, **venue) -> dict:

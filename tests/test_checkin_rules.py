@@ -8,7 +8,6 @@ limit of days: then past visits are sent with their real `observed_at`.
 
 from __future__ import annotations
 
-import math
 import re
 import uuid
 from collections import Counter
@@ -17,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.factories import offer_body
+from tests.factories import near, new_user, offer_body
 
 CODE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -29,16 +28,6 @@ def multi_visit(monkeypatch, settings):
     monkeypatch.setattr(settings, "checkin_cooldown_s", 0)
     monkeypatch.setattr(settings, "max_fix_age_s", 60 * 86400)
     monkeypatch.setattr(settings, "checkin_rate_per_minute", 1000)
-
-
-def near(center: tuple[float, float], east_m: float = 0, north_m: float = 0) -> tuple[float, float]:
-    lon, lat = center
-    return lon + east_m / (111_320 * math.cos(math.radians(lat))), lat + north_m / 111_320
-
-
-def new_user(world) -> tuple[str, dict[str, str]]:
-    sub = f"user-{uuid.uuid4().hex[:12]}"
-    return sub, world.user(sub)
 
 
 def visit(world, user, venue, at: datetime | None = None, **extra) -> dict:
