@@ -21,11 +21,12 @@ log = logging.getLogger(__name__)
 
 
 class RedisState:
-    """The client, and when Redis last failed: for a moment after a failure Redis is skipped
-    (a silent Redis would otherwise cost every request a full timeout), and /readyz reports
-    the degradation."""
+    """The client, and how Redis has been answering. After a few failures in a row Redis is
+    skipped for a moment (a silent Redis would otherwise cost every request a full timeout);
+    one slow answer on a busy machine does not trip it. /readyz reports the degradation."""
 
-    SKIP_AFTER_FAILURE_S = 2.0
+    FAILURES_BEFORE_SKIPPING = 3
+    SKIP_FOR_S = 2.0
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
@@ -37,15 +38,21 @@ class RedisState:
     @client.setter
     def client(self, client: aioredis.Redis) -> None:
         self._client = client
-        self.last_failure_at: float | None = None  # a new client starts with a clean record
+        self.failures_in_a_row = 0  # a new client starts with a clean record
+        self.last_failure_at: float | None = None
 
     def failed(self, exc: Exception) -> None:
+        self.failures_in_a_row += 1
         self.last_failure_at = time.monotonic()
         log.warning("redis unavailable, degrading: %s", exc)
 
+    def answered(self) -> None:
+        self.failures_in_a_row = 0
+
     @property
     def usable(self) -> bool:
-        return self.last_failure_at is None or time.monotonic() - self.last_failure_at >= self.SKIP_AFTER_FAILURE_S
+        return (self.failures_in_a_row < self.FAILURES_BEFORE_SKIPPING
+                or time.monotonic() - self.last_failure_at >= self.SKIP_FOR_S)
 
 
 @lru_cache

@@ -14,7 +14,7 @@ The speed check reads PostgreSQL, never a cache: under the user's advisory lock 
 history is settled, so two concurrent check-ins in two cities cannot both pass.
 
 When Redis is down or slow (each call times out after `redis_timeout_s`, and after a
-failure Redis is skipped for two seconds), steps 2 and 4 are skipped and each limit
+few failures in a row Redis is skipped for two seconds), steps 2 and 4 are skipped and each limit
 degrades like this:
 - rate limit: none;
 - in-flight lock: a concurrent duplicate waits for the first request on the user's
@@ -105,6 +105,7 @@ async def check_in(
             redis.failed(exc)
             redis_ok = False
         else:
+            redis.answered()
             if verdict == "in_flight":
                 raise Conflict("a request with this Idempotency-Key is still running",
                                code="idempotency_in_progress")

@@ -52,6 +52,7 @@ async def _refuse_if_guessing(redis: RedisState, settings: Settings, keys: list[
     except (RedisError, OSError) as exc:
         redis.failed(exc)
         return
+    redis.answered()
     if any(int(c or 0) >= settings.redemption_failures_per_10min for c in counts):
         raise TooManyRequests(FAILURE_WINDOW_S, "too many failed redemption attempts; wait before trying again")
 
