@@ -62,8 +62,13 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    app = FastAPI(title="checkin-offers", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  generate_unique_id_function=_operation_id)
+    app = FastAPI(
+        title="checkin-offers",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
     app.openapi = lambda: _openapi_document(app)
     problems.install(app)
     for module in (health, venues, campaigns, checkins, stats):

@@ -18,28 +18,59 @@ from core.errors import ProblemError
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
-HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-              415: "unsupported_media_type", 422: "validation_error", 429: "rate_limited",
-              500: "internal_error", 503: "service_unavailable"}
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
 
 PROBLEM_SCHEMA = {
     "type": "object",
     "required": ["type", "title", "status", "code"],
     "properties": {
-        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-        "detail": {"type": "string"}, "code": {"type": "string", "description": "stable, snake_case"},
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string", "description": "stable, snake_case"},
         "instance": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object", "properties": {
-            "field": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}}}},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
     },
 }
 
 
-def problem_response(status: int, code: str, title: str, detail: str, *, instance: str | None = None,
-                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body = {"type": f"https://checkin-offers.dev/problems/{code}", "title": title, "status": status,
-            "detail": detail, "code": code}
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": f"https://checkin-offers.dev/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
     if instance:
         body["instance"] = instance
     body.update({k: v for k, v in extra.items() if v is not None})
@@ -54,32 +85,61 @@ def _field(loc: tuple) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(exc.status, exc.code, exc.title, exc.detail, instance=request.url.path,
-                                headers=exc.headers, errors=exc.errors, **exc.extra)
+        return problem_response(
+            exc.status,
+            exc.code,
+            exc.title,
+            exc.detail,
+            instance=request.url.path,
+            headers=exc.headers,
+            errors=exc.errors,
+            **exc.extra,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"field": _field(tuple(e["loc"])), "code": e["type"], "message": e["msg"]} for e in exc.errors()]
-        return problem_response(422, "validation_error", "Request is not valid",
-                                "; ".join(f"{e['field']}: {e['message']}" for e in errors),
-                                instance=request.url.path, errors=errors)
+        return problem_response(
+            422,
+            "validation_error",
+            "Request is not valid",
+            "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+            instance=request.url.path,
+            errors=errors,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "http_error")
-        return problem_response(exc.status_code, code, code.replace("_", " ").capitalize(), str(exc.detail),
-                                instance=request.url.path, headers=getattr(exc, "headers", None))
+        return problem_response(
+            exc.status_code,
+            code,
+            code.replace("_", " ").capitalize(),
+            str(exc.detail),
+            instance=request.url.path,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         # The server drops the connection after an unhandled error: tell the client not to reuse it.
-        return problem_response(500, "internal_error", "Internal server error",
-                                "the request failed and changed nothing; it is safe to retry",
-                                instance=request.url.path, headers={"Connection": "close"})
+        return problem_response(
+            500,
+            "internal_error",
+            "Internal server error",
+            "the request failed and changed nothing; it is safe to retry",
+            instance=request.url.path,
+            headers={"Connection": "close"},
+        )
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for a route's error responses, all problem+json."""
-    return {s: {"description": HTTP_CODES.get(s, "error").replace("_", " "),
-                "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}} for s in statuses}
+    return {
+        s: {
+            "description": HTTP_CODES.get(s, "error").replace("_", " "),
+            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+        }
+        for s in statuses
+    }

@@ -45,6 +45,7 @@ class Page(BaseModel, Generic[T]):
 
 # Merchants
 
+
 class MerchantIn(StrictBody):
     name: PlainText = Text
 
@@ -56,14 +57,18 @@ class MerchantOut(BaseModel):
 
 # Venues
 
+
 class VenueIn(StrictBody):
     name: PlainText = Text
     timezone: str = Field(max_length=64, examples=["Europe/Oslo"])
     address: PlainText | None = Field(default=None, max_length=500)
-    geofence: dict[str, Any] = Field(description=(
-        "GeoJSON Polygon or MultiPolygon (WGS84, [lon, lat]) or "
-        '{"type": "Circle", "center": [lon, lat], "radius_m": r}'),
-        examples=[{"type": "Circle", "center": [10.7522, 59.9139], "radius_m": 40}])
+    geofence: dict[str, Any] = Field(
+        description=(
+            "GeoJSON Polygon or MultiPolygon (WGS84, [lon, lat]) or "
+            '{"type": "Circle", "center": [lon, lat], "radius_m": r}'
+        ),
+        examples=[{"type": "Circle", "center": [10.7522, 59.9139], "radius_m": 40}],
+    )
 
     _tz = field_validator("timezone")(_known_timezone)
 
@@ -105,6 +110,7 @@ class NearbyOut(BaseModel):
 
 
 # Campaigns and offers
+
 
 class CampaignIn(StrictBody):
     name: PlainText = Text
@@ -167,6 +173,7 @@ class CampaignOut(BaseModel):
 
 # Check-ins
 
+
 class CheckinIn(StrictBody):
     lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
     lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
@@ -195,9 +202,12 @@ class UnlockedOfferOut(BaseModel):
 class CheckinOut(BaseModel):
     id: uuid.UUID
     status: Literal["accepted", "rejected"]
-    reason: str | None = Field(description=(
-        "why it was rejected: outside_geofence, venue_mismatch, accuracy_too_low, too_fast, too_frequent, "
-        "stale, future_timestamp, mocked_location"))
+    reason: str | None = Field(
+        description=(
+            "why it was rejected: outside_geofence, venue_mismatch, accuracy_too_low, too_fast, too_frequent, "
+            "stale, future_timestamp, mocked_location"
+        )
+    )
     detail: dict[str, Any] | None = Field(description="the figures behind a rejection")
     venue: VenueRef | None
     unlocked: list[UnlockedOfferOut]
@@ -222,6 +232,7 @@ class WalletOut(BaseModel):
 
 
 # Redemptions
+
 
 class RedemptionIn(StrictBody):
     code: str = Field(min_length=4, max_length=32, examples=["K7QX-M2PD-9RTW"])

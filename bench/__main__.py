@@ -68,23 +68,34 @@ class Runs:
     profile_s: int = 10
 
 
-QUICK_RUNS = Runs(duration_s=3, warmup_s=2, repeats=1, hot_s=2, redeem_codes=3_000, stats_calls=5, match_points=300,
-                  profile_s=3)
+QUICK_RUNS = Runs(
+    duration_s=3, warmup_s=2, repeats=1, hot_s=2, redeem_codes=3_000, stats_calls=5, match_points=300, profile_s=3
+)
 
 
 def machine_facts(url: str, wrk: str, pgbench: str) -> dict[str, str]:
     with psycopg.connect(libpq_url(url)) as conn:
+
         def show(name: str) -> str:
             return conn.execute(f"SHOW {name}").fetchone()[0]
 
         postgres = conn.execute("SELECT version()").fetchone()[0].split(" on ")[0]
         postgis = conn.execute("SELECT postgis_lib_version()").fetchone()[0]
-        settings = {name: show(name) for name in ("synchronous_commit", "autovacuum", "shared_buffers",
-                                                  "max_connections", "work_mem")}
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                       if line.startswith("MemTotal")))
+        settings = {
+            name: show(name)
+            for name in ("synchronous_commit", "autovacuum", "shared_buffers", "max_connections", "work_mem")
+        }
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kib = int(
+        next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    )
     git = ["git", "-C", str(ROOT)]
     commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     changed = len(subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True).stdout.splitlines())
@@ -93,7 +104,7 @@ def machine_facts(url: str, wrk: str, pgbench: str) -> dict[str, str]:
         "commit": commit + (f" (+{changed} uncommitted files)" if changed else ""),
         "nproc": str(os.cpu_count()),
         "cpu": cpu,
-        "memory": f"{mem_kib / 1024 ** 2:.1f} GiB",
+        "memory": f"{mem_kib / 1024**2:.1f} GiB",
         "kernel": platform.release(),
         "postgresql": postgres,
         "postgis": postgis,
@@ -141,8 +152,11 @@ class CheckinRows:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="small data and short runs, written to bench/data/quick/: a smoke run, not a measurement")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small data and short runs, written to bench/data/quick/: a smoke run, not a measurement",
+    )
     args = parser.parse_args(argv)
     plan, runs = (QUICK_PLAN, QUICK_RUNS) if args.quick else (Plan(), Runs())
     results_dir = DATA_DIR / "quick" if args.quick else BENCH_DIR / "results"
@@ -151,23 +165,34 @@ def main(argv: list[str] | None = None) -> None:
     DATA_DIR.mkdir(exist_ok=True)
     wrk, pgbench, py_spy = ensure_wrk(), ensure_pgbench(), ensure_py_spy()
 
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-               TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as progress:
         facts = seed_all(plan, progress)
         seeded_s = time.monotonic() - started
         main_url = database_url(plan.database)
         machine = machine_facts(main_url, wrk, pgbench)
         if machine["pg synchronous_commit"] != "on":
-            console.print(f"[red]synchronous_commit is {machine['pg synchronous_commit']}[/]: "
-                          "the ceilings are then not the durable ones")
+            console.print(
+                f"[red]synchronous_commit is {machine['pg synchronous_commit']}[/]: "
+                "the ceilings are then not the durable ones"
+            )
 
         signer = Signer.new()
         with psycopg.connect(libpq_url(main_url), autocommit=True) as conn:
             checkins_tsv, nearby_tsv, checkin_facts = checkin_data(conn, signer, plan.users, progress)
             redeem_tsv, hot_tsv, redeem_facts = redemption_data(
-                conn, signer, codes=runs.redeem_codes, hot_clients=runs.hot_clients,
-                stats_campaign=facts["main"]["stats_campaign_id"])
+                conn,
+                signer,
+                codes=runs.redeem_codes,
+                hot_clients=runs.hot_clients,
+                stats_campaign=facts["main"]["stats_campaign_id"],
+            )
             # Statistics as autoanalyze would keep them (it may be off here), so that plans see the tables
             # as they are now, grown by earlier runs; and no checkpoint of the set-up's writes mid-run.
             conn.execute("ANALYZE")
@@ -177,33 +202,80 @@ def main(argv: list[str] | None = None) -> None:
         checkin_script = pgbench_script()
         rows = CheckinRows(checkin_facts["rows"])
         c, d = runs.connections, runs.duration_s
-        pgbench_vars = {"points": plan.points, "max_accuracy_m": setting_default("max_accuracy_m"),
-                        "max_speed_kmh": setting_default("max_speed_kmh"),
-                        "cooldown_s": setting_default("checkin_cooldown_s")}
+        pgbench_vars = {
+            "points": plan.points,
+            "max_accuracy_m": setting_default("max_accuracy_m"),
+            "max_speed_kmh": setting_default("max_speed_kmh"),
+            "cooldown_s": setting_default("checkin_cooldown_s"),
+        }
         env = service_env(main_url, bench_redis_url(), signer.public_pem, runs)
         with Service(env, runs.workers, DATA_DIR / "service.log") as service:
+
             def checkins(name: str, duration_s: int, rate: float = 0) -> LoadResult:
-                return rows.take(run_wrk(wrk, "checkin.lua", service, name=name, connections=c, duration_s=duration_s,
-                                         progress=progress, data=checkins_tsv, rate=rate, offset=rows.offset))
+                return rows.take(
+                    run_wrk(
+                        wrk,
+                        "checkin.lua",
+                        service,
+                        name=name,
+                        connections=c,
+                        duration_s=duration_s,
+                        progress=progress,
+                        data=checkins_tsv,
+                        rate=rate,
+                        offset=rows.offset,
+                    )
+                )
 
             warmup = checkins("check-ins: warm-up", runs.warmup_s)
             # The three saturation measurements interleaved, so that drift hits them alike.
             healthz, saturation, database = [], [], []
             for i in range(runs.repeats):
-                healthz.append(run_wrk(wrk, "healthz.lua", service, name=f"healthz {i + 1}", connections=c,
-                                       duration_s=d, progress=progress))
+                healthz.append(
+                    run_wrk(
+                        wrk,
+                        "healthz.lua",
+                        service,
+                        name=f"healthz {i + 1}",
+                        connections=c,
+                        duration_s=d,
+                        progress=progress,
+                    )
+                )
                 saturation.append(checkins(f"check-ins: saturation {i + 1}", d))
-                database.append(run_pgbench(pgbench, main_url, checkin_script, name=f"pgbench {i + 1}",
-                                            clients=runs.workers * runs.pool_size, duration_s=d,
-                                            variables=pgbench_vars, progress=progress))
-            reconnecting = run_pgbench(pgbench, main_url, checkin_script, name="pgbench, a new connection per call",
-                                       clients=runs.workers * runs.pool_size, duration_s=max(3, d // 2),
-                                       variables=pgbench_vars, progress=progress, connect_each=True)
+                database.append(
+                    run_pgbench(
+                        pgbench,
+                        main_url,
+                        checkin_script,
+                        name=f"pgbench {i + 1}",
+                        clients=runs.workers * runs.pool_size,
+                        duration_s=d,
+                        variables=pgbench_vars,
+                        progress=progress,
+                    )
+                )
+            reconnecting = run_pgbench(
+                pgbench,
+                main_url,
+                checkin_script,
+                name="pgbench, a new connection per call",
+                clients=runs.workers * runs.pool_size,
+                duration_s=max(3, d // 2),
+                variables=pgbench_vars,
+                progress=progress,
+                connect_each=True,
+            )
             saturation_rps = report.median([r.rps for r in saturation])
-            fixed = {share: [checkins(f"check-ins: {share:.0%} of saturation ({i + 1})", d,
-                                      rate=round(share * saturation_rps, 1))
-                             for i in range(runs.repeats if share == runs.share_repeated else 1)]
-                     for share in runs.fixed_shares}
+            fixed = {
+                share: [
+                    checkins(
+                        f"check-ins: {share:.0%} of saturation ({i + 1})", d, rate=round(share * saturation_rps, 1)
+                    )
+                    for i in range(runs.repeats if share == runs.share_repeated else 1)
+                ]
+                for share in runs.fixed_shares
+            }
 
             profile_path = DATA_DIR / "py-spy-checkin.txt"
             profiler = start_profile(py_spy, service.worker_pids()[0], runs.profile_s, profile_path)
@@ -220,15 +292,50 @@ def main(argv: list[str] | None = None) -> None:
 
             redeem_offset, redemption = 0, []
             for i in range(runs.repeats):
-                redemption.append(run_wrk(wrk, "redeem.lua", service, name=f"redemptions {i + 1}", connections=c,
-                                          duration_s=d, progress=progress, data=redeem_tsv, offset=redeem_offset))
+                redemption.append(
+                    run_wrk(
+                        wrk,
+                        "redeem.lua",
+                        service,
+                        name=f"redemptions {i + 1}",
+                        connections=c,
+                        duration_s=d,
+                        progress=progress,
+                        data=redeem_tsv,
+                        offset=redeem_offset,
+                    )
+                )
                 redeem_offset += redemption[-1].sent
-            hot = run_wrk(wrk, "redeem.lua", service, name="one code, many tills", connections=runs.hot_clients,
-                          duration_s=runs.hot_s, progress=progress, data=hot_tsv)
-            nearby = [run_wrk(wrk, "nearby.lua", service, name=f"nearby {i + 1}", connections=c, duration_s=d,
-                              progress=progress, data=nearby_tsv, offset=i * 1000) for i in range(runs.repeats)]
-            stats = time_stats(service.base_url, stats_token(signer, facts["main"]["stats_merchant_id"]),
-                               facts["main"]["stats_campaign_id"], runs.stats_calls)
+            hot = run_wrk(
+                wrk,
+                "redeem.lua",
+                service,
+                name="one code, many tills",
+                connections=runs.hot_clients,
+                duration_s=runs.hot_s,
+                progress=progress,
+                data=hot_tsv,
+            )
+            nearby = [
+                run_wrk(
+                    wrk,
+                    "nearby.lua",
+                    service,
+                    name=f"nearby {i + 1}",
+                    connections=c,
+                    duration_s=d,
+                    progress=progress,
+                    data=nearby_tsv,
+                    offset=i * 1000,
+                )
+                for i in range(runs.repeats)
+            ]
+            stats = time_stats(
+                service.base_url,
+                stats_token(signer, facts["main"]["stats_merchant_id"]),
+                facts["main"]["stats_campaign_id"],
+                runs.stats_calls,
+            )
 
         task = progress.add_task("venue match at each venue count", total=len(plan.scales) + 1)
         matching = []
@@ -237,28 +344,72 @@ def main(argv: list[str] | None = None) -> None:
             matching.append(time_matches(database_url(name), runs.match_points) | {"database": name})
             progress.advance(task)
 
-    results = assemble(plan, runs, machine, facts, checkin_facts, redeem_facts, rows, warmup, healthz, saturation,
-                       database, reconnecting, fixed, profiled, profile, redemption, hot, nearby, stats, matching,
-                       seeded_s, time.monotonic() - started)
+    results = assemble(
+        plan,
+        runs,
+        machine,
+        facts,
+        checkin_facts,
+        redeem_facts,
+        rows,
+        warmup,
+        healthz,
+        saturation,
+        database,
+        reconnecting,
+        fixed,
+        profiled,
+        profile,
+        redemption,
+        hot,
+        nearby,
+        stats,
+        matching,
+        seeded_s,
+        time.monotonic() - started,
+    )
     json_path, md_path = report.write(results, notes(results), results_dir)
     report.print_tables(results, console)
-    console.print(f"\nwrote {md_path.relative_to(ROOT)} and {json_path.relative_to(ROOT)} "
-                  f"in {results['timings']['total_s'] / 60:.1f} min")
+    console.print(
+        f"\nwrote {md_path.relative_to(ROOT)} and {json_path.relative_to(ROOT)} "
+        f"in {results['timings']['total_s'] / 60:.1f} min"
+    )
 
 
-def assemble(plan: Plan, runs: Runs, machine: dict, facts: dict, checkin_facts: dict, redeem_facts: dict,
-             rows: CheckinRows, warmup: LoadResult, healthz: list[LoadResult], saturation: list[LoadResult],
-             database: list[LoadResult], reconnecting: LoadResult, fixed: dict[float, list[LoadResult]],
-             profiled: LoadResult,
-             profile: dict | None, redemption: list[LoadResult], hot: LoadResult, nearby: list[LoadResult],
-             stats: dict, matching: list[dict], seeded_s: float, total_s: float) -> dict:
+def assemble(
+    plan: Plan,
+    runs: Runs,
+    machine: dict,
+    facts: dict,
+    checkin_facts: dict,
+    redeem_facts: dict,
+    rows: CheckinRows,
+    warmup: LoadResult,
+    healthz: list[LoadResult],
+    saturation: list[LoadResult],
+    database: list[LoadResult],
+    reconnecting: LoadResult,
+    fixed: dict[float, list[LoadResult]],
+    profiled: LoadResult,
+    profile: dict | None,
+    redemption: list[LoadResult],
+    hot: LoadResult,
+    nearby: list[LoadResult],
+    stats: dict,
+    matching: list[dict],
+    seeded_s: float,
+    total_s: float,
+) -> dict:
     ok = report.CHECKIN_OK
     all_checkins = [warmup, *saturation, *[r for runs_ in fixed.values() for r in runs_], profiled]
     hot_statuses = {int(k): v for k, v in hot.statuses.items()}
-    hot_summary = {"clients": runs.hot_clients, "requests": hot.requests, "201": hot_statuses.get(201, 0),
-                   "409": hot_statuses.get(409, 0),
-                   "other": sum(v for k, v in hot_statuses.items() if k not in (201, 409)) + sum(
-                       hot.socket_errors.values())}
+    hot_summary = {
+        "clients": runs.hot_clients,
+        "requests": hot.requests,
+        "201": hot_statuses.get(201, 0),
+        "409": hot_statuses.get(409, 0),
+        "other": sum(v for k, v in hot_statuses.items() if k not in (201, 409)) + sum(hot.socket_errors.values()),
+    }
     errors = {
         "check-ins": sum(r.errors(ok) for r in all_checkins),
         "redemptions": sum(r.errors({201}) for r in redemption),
@@ -273,10 +424,17 @@ def assemble(plan: Plan, runs: Runs, machine: dict, facts: dict, checkin_facts: 
         "checkin_saturation": report.summarize(saturation, ok),
         "checkin_fixed": [(share, report.summarize(rs, ok)) for share, rs in fixed.items()],
         "checkin_at_70": report.summarize(fixed[runs.share_repeated], ok),
-        "checkin_at_70_runs": [{"p99": r.latency_ms["p99"], "rps": r.rps, "offered_rps": r.offered_rps,
-                                "cpu_ms": report.total_cpu(r.cpu_ms), "busy": r.cpu_ms["machine_busy_share"],
-                                "checkpoint_mb": r.checkpoint_mb}
-                               for r in fixed[runs.share_repeated]],
+        "checkin_at_70_runs": [
+            {
+                "p99": r.latency_ms["p99"],
+                "rps": r.rps,
+                "offered_rps": r.offered_rps,
+                "cpu_ms": report.total_cpu(r.cpu_ms),
+                "busy": r.cpu_ms["machine_busy_share"],
+                "checkpoint_mb": r.checkpoint_mb,
+            }
+            for r in fixed[runs.share_repeated]
+        ],
         "framework_ceiling": report.summarize(healthz, {200}),
         "database_ceiling": report.summarize(database, set()),
         "database_new_connection": report.summarize([reconnecting], set()),
@@ -304,12 +462,18 @@ def assemble(plan: Plan, runs: Runs, machine: dict, facts: dict, checkin_facts: 
         "workload": {"checkins": checkin_facts, "redemptions": redeem_facts},
         "summary": summary,
         "profile": profile,
-        "raw": {"warmup": asdict(warmup), "healthz": [asdict(r) for r in healthz],
-                "saturation": [asdict(r) for r in saturation], "database": [asdict(r) for r in database],
-                "reconnecting": asdict(reconnecting),
-                "fixed": {str(share): [asdict(r) for r in rs] for share, rs in fixed.items()},
-                "profiled": asdict(profiled), "redemption": [asdict(r) for r in redemption], "hot": asdict(hot),
-                "nearby": [asdict(r) for r in nearby]},
+        "raw": {
+            "warmup": asdict(warmup),
+            "healthz": [asdict(r) for r in healthz],
+            "saturation": [asdict(r) for r in saturation],
+            "database": [asdict(r) for r in database],
+            "reconnecting": asdict(reconnecting),
+            "fixed": {str(share): [asdict(r) for r in rs] for share, rs in fixed.items()},
+            "profiled": asdict(profiled),
+            "redemption": [asdict(r) for r in redemption],
+            "hot": asdict(hot),
+            "nearby": [asdict(r) for r in nearby],
+        },
         "timings": {"seed_or_reuse_s": round(seeded_s, 1), "total_s": round(total_s, 1)},
     }
     results["targets"] = report.targets(summary)
@@ -318,8 +482,10 @@ def assemble(plan: Plan, runs: Runs, machine: dict, facts: dict, checkin_facts: 
 
 def notes(results: dict) -> list[str]:
     seed, runs, s = results["seed"]["main"], results["runs"], results["summary"]
-    scales = ", ".join(f"{results['plan']['database'] if name == 'main' else name} {f['seed_seconds']} s"
-                       for name, f in results["seed"].items())
+    scales = ", ".join(
+        f"{results['plan']['database'] if name == 'main' else name} {f['seed_seconds']} s"
+        for name, f in results["seed"].items()
+    )
     workload = results["workload"]["checkins"]
     return [
         f"Data ({results['plan']['database']}): {seed['venues']:,} venues ({seed['circles']:,} circles, "
@@ -347,7 +513,8 @@ def notes(results: dict) -> list[str]:
         f"check-in in another city), {workload['users']:,} users with their own tokens, even-numbered ones of "
         f"the {seed['users']:,} without an accepted check-in in the last 24 hours (pgbench takes odd-numbered "
         f"ones); {s['checkin_rows_used']:,} rows used"
-        + (" (the file wrapped around: later rows repeat users)" if s["checkin_rows_wrapped"] else "") + ".",
+        + (" (the file wrapped around: later rows repeat users)" if s["checkin_rows_wrapped"] else "")
+        + ".",
         "Fixed rates: Debian's wrk has no -R, so bench/common.lua paces requests with delay(): send slots "
         "1/rate apart, each connection waits for the next free slot. Latency runs from the request's send to its "
         "response; a request is not charged for time it waited for a free connection.",

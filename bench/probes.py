@@ -21,8 +21,10 @@ def match_query() -> str:
     text = "".join(p.read_text() for p in sorted((ROOT / "migrations" / "sql").glob("*.sql")))
     found = re.findall(r"SELECT vn\.id\b.*?LIMIT 1;", text, flags=re.S)
     if not found or "ST_DWithin" not in found[-1] or "INTO v" not in found[-1]:
-        raise RuntimeError("could not find checkin()'s venue match (SELECT vn.id ... INTO v ... LIMIT 1;) "
-                           "in migrations/sql; update bench/probes.py: match_query")
+        raise RuntimeError(
+            "could not find checkin()'s venue match (SELECT vn.id ... INTO v ... LIMIT 1;) "
+            "in migrations/sql; update bench/probes.py: match_query"
+        )
     return found[-1]
 
 
@@ -35,10 +37,13 @@ def time_matches(database_url: str, points: int, passes: int = 3) -> dict:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(MATCH_SQL.read_text().replace("{match_query}", match_query()))
         venues = conn.execute("SELECT count(*) FROM venues WHERE deleted_at IS NULL").fetchone()[0]
-        rows = conn.execute("""
+        rows = conn.execute(
+            """
             SELECT ST_X(p), ST_Y(p), 5 + 35 * random()
             FROM (SELECT ST_PointOnSurface(fence::geometry) AS p FROM venues ORDER BY random() LIMIT %s) s
-        """, (points,)).fetchall()
+        """,
+            (points,),
+        ).fetchall()
     columns = [list(column) for column in zip(*rows, strict=True)]
     result: dict = {"venues": venues, "points": len(rows)}
     for mode, prefix in (("auto", ""), ("force_generic_plan", "generic_")):
@@ -54,12 +59,14 @@ def time_matches(database_url: str, points: int, passes: int = 3) -> dict:
                 p95s.append(float(np.percentile(us, 95)))
                 result["matched"] = sum(1 for t in timings if t[1])
             # Pages one match touches, and how many of them were not in shared_buffers.
-            plan = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT count(*) "
-                                "FROM bench_match_timings(%s, %s, %s)", columns).fetchone()[0][0]["Plan"]
+            plan = conn.execute(
+                "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT count(*) FROM bench_match_timings(%s, %s, %s)", columns
+            ).fetchone()[0][0]["Plan"]
         result[f"{prefix}median_us"] = round(statistics.median(medians), 1)
         result[f"{prefix}p95_us"] = round(statistics.median(p95s), 1)
-        result[f"{prefix}pages_per_match"] = round((plan["Shared Hit Blocks"] + plan["Shared Read Blocks"])
-                                                   / len(rows), 1)
+        result[f"{prefix}pages_per_match"] = round(
+            (plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]) / len(rows), 1
+        )
         result[f"{prefix}pages_read_per_match"] = round(plan["Shared Read Blocks"] / len(rows), 2)
     return result
 
@@ -76,8 +83,15 @@ def time_stats(base_url: str, token: str, campaign_id: str, calls: int) -> dict:
             body = response.json()
             if i >= 2:
                 timings.append(elapsed)
-    return {"calls": calls, "median_ms": round(statistics.median(timings), 1),
-            "p95_ms": round(float(np.percentile(timings, 95)), 1), "min_ms": round(min(timings), 1),
-            "response_bytes": len(response.content), "by_day_rows": len(body["by_day"]),
-            "by_venue_rows": len(body["by_venue"]), "checkins_accepted": body["funnel"]["checkins_accepted"],
-            "unique_users": body["funnel"]["unique_users"], "status": body["status"]}
+    return {
+        "calls": calls,
+        "median_ms": round(statistics.median(timings), 1),
+        "p95_ms": round(float(np.percentile(timings, 95)), 1),
+        "min_ms": round(min(timings), 1),
+        "response_bytes": len(response.content),
+        "by_day_rows": len(body["by_day"]),
+        "by_venue_rows": len(body["by_venue"]),
+        "checkins_accepted": body["funnel"]["checkins_accepted"],
+        "unique_users": body["funnel"]["unique_users"],
+        "status": body["status"],
+    }

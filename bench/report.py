@@ -33,8 +33,9 @@ def summarize(runs: list[LoadResult], expected: set[int]) -> dict[str, Any]:
         "checkpoint_mb": round(sum(r.checkpoint_mb for r in runs), 1),
         "errors": sum(r.errors(expected) for r in runs),
         "requests": sum(r.requests for r in runs),
-        "db_connections_opened": None if runs[0].db_connections_opened is None else sum(
-            r.db_connections_opened for r in runs),
+        "db_connections_opened": None
+        if runs[0].db_connections_opened is None
+        else sum(r.db_connections_opened for r in runs),
     }
 
 
@@ -56,8 +57,13 @@ def outcome_mix(runs: list[LoadResult]) -> dict[str, float]:
 
 
 def target(name: str, goal: str, measured: str, passed: bool, margin: str) -> dict[str, Any]:
-    return {"target": name, "goal": goal, "measured": measured, "result": "PASS" if passed else "MISS",
-            "margin": margin}
+    return {
+        "target": name,
+        "goal": goal,
+        "measured": measured,
+        "result": "PASS" if passed else "MISS",
+        "margin": margin,
+    }
 
 
 def targets(s: dict[str, Any]) -> list[dict[str, Any]]:
@@ -67,98 +73,242 @@ def targets(s: dict[str, Any]) -> list[dict[str, Any]]:
     match_ratio = s["matching_ratio"]
     stats_ms = s["stats_median_ms"]
     return [
-        target("check-in throughput vs database ceiling", "≥ 50% of pgbench", f"{ratio:.0%}", ratio >= 0.5,
-               f"{(ratio - 0.5) * 100:+.0f} points"),
-        target("p99 at 70% of saturation", "< 50 ms", f"{p99:.1f} ms", p99 < 50,
-               f"{50 - p99:.1f} ms to spare" if p99 < 50 else f"{p99 - 50:.1f} ms over ({p99 / 50:.1f}×)"),
-        target("errors (other than intended rejections)", "0", str(errors["total"]), errors["total"] == 0,
-               "none" if errors["total"] == 0 else ", ".join(f"{k}: {v}" for k, v in errors.items() if v and
-                                                          k != "total")),
-        target(f"matching time {s['matching_span']}", "within 2×", f"{match_ratio:.2f}×", match_ratio <= 2,
-               f"{2 - match_ratio:+.2f}× to spare" if match_ratio <= 2 else f"{match_ratio - 2:.2f}× over"),
-        target("stats of a 10M-event campaign", "< 200 ms (median)", f"{stats_ms:.1f} ms", stats_ms < 200,
-               f"{200 - stats_ms:.0f} ms to spare" if stats_ms < 200 else f"{stats_ms - 200:.0f} ms over"),
+        target(
+            "check-in throughput vs database ceiling",
+            "≥ 50% of pgbench",
+            f"{ratio:.0%}",
+            ratio >= 0.5,
+            f"{(ratio - 0.5) * 100:+.0f} points",
+        ),
+        target(
+            "p99 at 70% of saturation",
+            "< 50 ms",
+            f"{p99:.1f} ms",
+            p99 < 50,
+            f"{50 - p99:.1f} ms to spare" if p99 < 50 else f"{p99 - 50:.1f} ms over ({p99 / 50:.1f}×)",
+        ),
+        target(
+            "errors (other than intended rejections)",
+            "0",
+            str(errors["total"]),
+            errors["total"] == 0,
+            "none" if errors["total"] == 0 else ", ".join(f"{k}: {v}" for k, v in errors.items() if v and k != "total"),
+        ),
+        target(
+            f"matching time {s['matching_span']}",
+            "within 2×",
+            f"{match_ratio:.2f}×",
+            match_ratio <= 2,
+            f"{2 - match_ratio:+.2f}× to spare" if match_ratio <= 2 else f"{match_ratio - 2:.2f}× over",
+        ),
+        target(
+            "stats of a 10M-event campaign",
+            "< 200 ms (median)",
+            f"{stats_ms:.1f} ms",
+            stats_ms < 200,
+            f"{200 - stats_ms:.0f} ms to spare" if stats_ms < 200 else f"{stats_ms - 200:.0f} ms over",
+        ),
     ]
 
 
 # --------------------------------------------------------------------------- rendering
+
 
 def _rows_load(points: list[tuple[str, dict[str, Any]]]) -> list[list[str]]:
     def spread(point: dict[str, Any], key: str) -> str:
         low, high = point[key]
         return f"{low:.0f}–{high:.0f}" if point["runs"] > 1 else ""
 
-    return [[name, f"{p['offered_rps']:.0f}" if p.get("offered_rps") else "max", f"{p['rps']:.0f}",
-             spread(p, "rps_range"), f"{p['p50']:.1f}", f"{p['p95']:.1f}", f"{p['p99']:.1f}",
-             spread(p, "p99_range"), str(p["errors"]),
-             "" if p["db_connections_opened"] is None else f"{p['db_connections_opened'] / p['requests'] * 1000:.1f}",
-             f"{p['checkpoint_mb']:.0f}", str(p["runs"])]
-            for name, p in points]
+    return [
+        [
+            name,
+            f"{p['offered_rps']:.0f}" if p.get("offered_rps") else "max",
+            f"{p['rps']:.0f}",
+            spread(p, "rps_range"),
+            f"{p['p50']:.1f}",
+            f"{p['p95']:.1f}",
+            f"{p['p99']:.1f}",
+            spread(p, "p99_range"),
+            str(p["errors"]),
+            "" if p["db_connections_opened"] is None else f"{p['db_connections_opened'] / p['requests'] * 1000:.1f}",
+            f"{p['checkpoint_mb']:.0f}",
+            str(p["runs"]),
+        ]
+        for name, p in points
+    ]
 
 
-LOAD_HEADER = ["point", "offered/s", "achieved/s", "achieved/s, runs", "p50 ms", "p95 ms", "p99 ms", "p99 ms, runs",
-               "errors", "new DB connections per 1,000", "checkpoint writes MB", "runs"]
+LOAD_HEADER = [
+    "point",
+    "offered/s",
+    "achieved/s",
+    "achieved/s, runs",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "p99 ms, runs",
+    "errors",
+    "new DB connections per 1,000",
+    "checkpoint writes MB",
+    "runs",
+]
 
 
 def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) for every table, shared by the Markdown and the terminal output."""
     s = results["summary"]
     machine = results["machine"]
-    out = [("Targets", ["target", "goal", "measured", "result", "margin"],
-            [[t["target"], t["goal"], t["measured"], t["result"], t["margin"]] for t in results["targets"]])]
+    out = [
+        (
+            "Targets",
+            ["target", "goal", "measured", "result", "margin"],
+            [[t["target"], t["goal"], t["measured"], t["result"], t["margin"]] for t in results["targets"]],
+        )
+    ]
     checkin_points = [("saturation", s["checkin_saturation"])] + [
-        (f"{int(share * 100)}% of saturation", point) for share, point in s["checkin_fixed"]]
+        (f"{int(share * 100)}% of saturation", point) for share, point in s["checkin_fixed"]
+    ]
     out.append(("Check-ins: POST /v1/checkins", LOAD_HEADER, _rows_load(checkin_points)))
-    ceilings = [["check-ins over HTTP (saturation)", f"{s['checkin_saturation']['rps']:.0f}", "1.00"],
-                ["framework ceiling: GET /healthz, same server", f"{s['framework_ceiling']['rps']:.0f}",
-                 f"{s['checkin_saturation']['rps'] / s['framework_ceiling']['rps']:.2f}"],
-                ["database ceiling: pgbench SELECT checkin(...)", f"{s['database_ceiling']['rps']:.0f}",
-                 f"{s['checkin_saturation']['rps'] / s['database_ceiling']['rps']:.2f}"]]
-    out.append(("Ceilings (check-ins per second as a share of each)", ["what", "per second",
-                                                                        "check-ins / this"], ceilings))
-    out.append(("Other endpoints", LOAD_HEADER, _rows_load([
-        ("POST /v1/redemptions", s["redemption"]), ("GET /v1/venues/nearby", s["nearby"]),
-        ("GET /healthz", s["framework_ceiling"]), ("pgbench checkin()", s["database_ceiling"]),
-        ("pgbench checkin(), a new connection per call", s["database_new_connection"])])))
+    ceilings = [
+        ["check-ins over HTTP (saturation)", f"{s['checkin_saturation']['rps']:.0f}", "1.00"],
+        [
+            "framework ceiling: GET /healthz, same server",
+            f"{s['framework_ceiling']['rps']:.0f}",
+            f"{s['checkin_saturation']['rps'] / s['framework_ceiling']['rps']:.2f}",
+        ],
+        [
+            "database ceiling: pgbench SELECT checkin(...)",
+            f"{s['database_ceiling']['rps']:.0f}",
+            f"{s['checkin_saturation']['rps'] / s['database_ceiling']['rps']:.2f}",
+        ],
+    ]
+    out.append(
+        ("Ceilings (check-ins per second as a share of each)", ["what", "per second", "check-ins / this"], ceilings)
+    )
+    out.append(
+        (
+            "Other endpoints",
+            LOAD_HEADER,
+            _rows_load(
+                [
+                    ("POST /v1/redemptions", s["redemption"]),
+                    ("GET /v1/venues/nearby", s["nearby"]),
+                    ("GET /healthz", s["framework_ceiling"]),
+                    ("pgbench checkin()", s["database_ceiling"]),
+                    ("pgbench checkin(), a new connection per call", s["database_new_connection"]),
+                ]
+            ),
+        )
+    )
     hot = s["hot_code"]
-    out.append(("One code, many tills at once", ["clients", "requests", "201", "409", "other"],
-                [[str(hot["clients"]), str(hot["requests"]), str(hot["201"]), str(hot["409"]), str(hot["other"])]]))
+    out.append(
+        (
+            "One code, many tills at once",
+            ["clients", "requests", "201", "409", "other"],
+            [[str(hot["clients"]), str(hot["requests"]), str(hot["201"]), str(hot["409"]), str(hot["other"])]],
+        )
+    )
     first = s["matching"][0]
-    out.append(("Venue match (inside checkin()), timed in PostgreSQL", [
-        "venues", "median µs", "p95 µs", "vs smallest", "median µs, generic plan", "vs smallest, generic plan",
-        "pages touched", "pages not in shared_buffers", "matched"],
-                [[f"{m['venues']:,}", f"{m['median_us']:.0f}", f"{m['p95_us']:.0f}",
-                  f"{m['median_us'] / first['median_us']:.2f}×", f"{m['generic_median_us']:.0f}",
-                  f"{m['generic_median_us'] / first['generic_median_us']:.2f}×", f"{m['pages_per_match']:.1f}",
-                  f"{m['pages_read_per_match']:.2f}", f"{m['matched']}/{m['points']}"]
-                 for m in s["matching"]]))
+    out.append(
+        (
+            "Venue match (inside checkin()), timed in PostgreSQL",
+            [
+                "venues",
+                "median µs",
+                "p95 µs",
+                "vs smallest",
+                "median µs, generic plan",
+                "vs smallest, generic plan",
+                "pages touched",
+                "pages not in shared_buffers",
+                "matched",
+            ],
+            [
+                [
+                    f"{m['venues']:,}",
+                    f"{m['median_us']:.0f}",
+                    f"{m['p95_us']:.0f}",
+                    f"{m['median_us'] / first['median_us']:.2f}×",
+                    f"{m['generic_median_us']:.0f}",
+                    f"{m['generic_median_us'] / first['generic_median_us']:.2f}×",
+                    f"{m['pages_per_match']:.1f}",
+                    f"{m['pages_read_per_match']:.2f}",
+                    f"{m['matched']}/{m['points']}",
+                ]
+                for m in s["matching"]
+            ],
+        )
+    )
     st = s["stats"]
-    out.append(("Stats endpoint, campaign with bulk-generated events", ["events", "median ms", "p95 ms", "min ms",
-                                                                        "calls"],
-                [[f"{results['seed']['main']['stats_events']:,}", f"{st['median_ms']:.1f}", f"{st['p95_ms']:.1f}",
-                  f"{st['min_ms']:.1f}", str(st["calls"])]]))
+    out.append(
+        (
+            "Stats endpoint, campaign with bulk-generated events",
+            ["events", "median ms", "p95 ms", "min ms", "calls"],
+            [
+                [
+                    f"{results['seed']['main']['stats_events']:,}",
+                    f"{st['median_ms']:.1f}",
+                    f"{st['p95_ms']:.1f}",
+                    f"{st['min_ms']:.1f}",
+                    str(st["calls"]),
+                ]
+            ],
+        )
+    )
+
     def cpu_cells(cpu: dict[str, float]) -> list[str]:
-        return [f"{total_cpu(cpu):.2f}",
-                *(f"{v:.2f}" if k != "machine_busy_share" else f"{v:.0%}" for k, v in cpu.items())]
+        return [
+            f"{total_cpu(cpu):.2f}",
+            *(f"{v:.2f}" if k != "machine_busy_share" else f"{v:.0%}" for k, v in cpu.items()),
+        ]
 
     cpu = s["cpu_ms_per_checkin"]
-    out.append(("CPU per check-in at saturation (ms; two cores give 2,000 ms a second)", ["total", *cpu.keys()],
-                [cpu_cells(cpu)]))
+    out.append(
+        (
+            "CPU per check-in at saturation (ms; two cores give 2,000 ms a second)",
+            ["total", *cpu.keys()],
+            [cpu_cells(cpu)],
+        )
+    )
     cpu_db, cpu_new = s["cpu_ms_per_pgbench_call"], s["cpu_ms_per_pgbench_call_new_connection"]
-    out.append(("CPU per pgbench checkin() call (ms; with -C, one-call backends end up in 'other')",
-                ["connection", "total", *cpu_db.keys()],
-                [[label, *cpu_cells(cpu)] for label, cpu in (("kept", cpu_db), ("new for each call (-C)", cpu_new))]))
-    out.append(("Check-in outcomes at saturation (share of 201s)", ["outcome", "share"],
-                [[k, f"{v:.1%}" if k != "unlocked_per_checkin" else f"{v:.3f}"] for k, v in s["outcomes"].items()]))
+    out.append(
+        (
+            "CPU per pgbench checkin() call (ms; with -C, one-call backends end up in 'other')",
+            ["connection", "total", *cpu_db.keys()],
+            [[label, *cpu_cells(cpu)] for label, cpu in (("kept", cpu_db), ("new for each call (-C)", cpu_new))],
+        )
+    )
+    out.append(
+        (
+            "Check-in outcomes at saturation (share of 201s)",
+            ["outcome", "share"],
+            [[k, f"{v:.1%}" if k != "unlocked_per_checkin" else f"{v:.3f}"] for k, v in s["outcomes"].items()],
+        )
+    )
     profile = results.get("profile")
     if profile:
-        out.append((f"py-spy, one worker at saturation: innermost frame by package ({profile['samples']} samples, "
-                    f"worker busy {profile['busy_share']:.0%})", ["package", "share"],
-                    [[p["frame"], f"{p['share']:.1%}"] for p in profile["by_package"]]))
-        out.append(("py-spy: hottest innermost frames", ["frame", "share"],
-                    [[p["frame"], f"{p['share']:.1%}"] for p in profile["self"]]))
-        out.append(("py-spy: hottest frames anywhere on the stack", ["frame", "share"],
-                    [[p["frame"], f"{p['share']:.1%}"] for p in profile["inclusive"]]))
+        out.append(
+            (
+                f"py-spy, one worker at saturation: innermost frame by package ({profile['samples']} samples, "
+                f"worker busy {profile['busy_share']:.0%})",
+                ["package", "share"],
+                [[p["frame"], f"{p['share']:.1%}"] for p in profile["by_package"]],
+            )
+        )
+        out.append(
+            (
+                "py-spy: hottest innermost frames",
+                ["frame", "share"],
+                [[p["frame"], f"{p['share']:.1%}"] for p in profile["self"]],
+            )
+        )
+        out.append(
+            (
+                "py-spy: hottest frames anywhere on the stack",
+                ["frame", "share"],
+                [[p["frame"], f"{p['share']:.1%}"] for p in profile["inclusive"]],
+            )
+        )
     out.append(("Machine", ["fact", "value"], [[k, str(v)] for k, v in machine.items()]))
     return out
 
@@ -168,10 +318,12 @@ PROFILE_FOCUS_LABELS = {
     "verify_token (core/auth.py)": "in JWT verification (core/auth.py: verify_token)",
     "run_in_threadpool (starlette/concurrency.py)": "in handing sync (`def`) dependencies to the thread pool",
     "check_in (offers/checkin.py)": "in offers/checkin.py: check_in (Redis and the database call)",
-    "AsyncConnection.execute (sqlalchemy/ext/asyncio/engine.py)":
-        "in SQLAlchemy executing the check-in's statement (psycopg and the greenlet bridge included)",
-    "AbstractConnection._send_packed_command (redis/asyncio/connection.py)":
-        "in redis-py writing commands (uvloop writes to the loopback socket with the GIL held)",
+    "AsyncConnection.execute (sqlalchemy/ext/asyncio/engine.py)": (
+        "in SQLAlchemy executing the check-in's statement (psycopg and the greenlet bridge included)"
+    ),
+    "AbstractConnection._send_packed_command (redis/asyncio/connection.py)": (
+        "in redis-py writing commands (uvloop writes to the loopback socket with the GIL held)"
+    ),
     "RequestResponseCycle.send (uvicorn/protocols/http/httptools_impl.py)": "in uvicorn writing responses",
     "serialize_response (fastapi/routing.py)": "in FastAPI validating responses",
 }
@@ -212,33 +364,46 @@ def where_time_goes(results: dict[str, Any]) -> list[str]:
             f"check-in on average (PostgreSQL's CPU per check-in is {cpu['postgres'] - db['postgres']:.2f} ms higher "
             "over HTTP than under pgbench), and a stall of tens of milliseconds for each request that opens one. "
             "The fixed-rate rows show it: no new connections and a low p99 while the load fits in the pools, "
-            "both rising together beyond.")
+            "both rising together beyond."
+        )
     low, high = saturation["rps_range"]
     if high > 1.15 * low:
-        lines.append(f"Saturation throughput went from {low:.0f}/s to {high:.0f}/s between runs of the same load, "
-                     f"and the service's CPU per check-in with it: this machine's speed varies by that much "
-                     "from one 10-second window to the next, so single runs differ and medians are quoted.")
+        lines.append(
+            f"Saturation throughput went from {low:.0f}/s to {high:.0f}/s between runs of the same load, "
+            f"and the service's CPU per check-in with it: this machine's speed varies by that much "
+            "from one 10-second window to the next, so single runs differ and medians are quoted."
+        )
     at_70 = s["checkin_at_70_runs"]
     if len(at_70) > 1 and max(r["p99"] for r in at_70) > 2 * min(r["p99"] for r in at_70):
         lines.append(
-            "The p99 at 70% of saturation varies from run to run: " + "; ".join(
+            "The p99 at 70% of saturation varies from run to run: "
+            + "; ".join(
                 f"{r['p99']:.0f} ms with {r['rps']:.0f}/s served of {r['offered_rps']:.0f}/s offered, "
                 f"{r['cpu_ms']:.2f} ms of CPU per check-in, both cores {r['busy']:.0%} busy, "
-                f"{r['checkpoint_mb']:.0f} MB written by the checkpointer" for r in at_70)
+                f"{r['checkpoint_mb']:.0f} MB written by the checkpointer"
+                for r in at_70
+            )
             + f". A check-in costs more CPU at a paced rate than at saturation ({spent:.2f} ms), where each wake-up "
-              "of the event loops and backends serves several requests: 70% of the saturation rate keeps the cores "
-              "busier than 70%, and in a slower window of this machine it comes close to that window's own "
-              "saturation, where the queue, hence the tail, grows fast.")
+            "of the event loops and backends serves several requests: 70% of the saturation rate keeps the cores "
+            "busier than 70%, and in a slower window of this machine it comes close to that window's own "
+            "saturation, where the queue, hence the tail, grows fast."
+        )
     if cpu["other"] > 0.1 * spent:
-        lines.append(f"{cpu['other'] / spent:.0%} of the CPU during the saturation runs went to processes that are not "
-                     "part of the bench (another test suite on the same machine, for instance): those runs were "
-                     "disturbed, and their throughput is lower than on a quiet machine.")
+        lines.append(
+            f"{cpu['other'] / spent:.0%} of the CPU during the saturation runs went to processes that are not "
+            "part of the bench (another test suite on the same machine, for instance): those runs were "
+            "disturbed, and their throughput is lower than on a quiet machine."
+        )
     profile = results.get("profile")
     if profile:
-        parts = [f"{share:.0%} {PROFILE_FOCUS_LABELS[name]}" for name, share in profile["focus"].items()
-                 if share >= 0.02]
-        lines.append(f"py-spy on one worker: it held the GIL {profile['busy_share']:.0%} of the time; of that, "
-                     + "; ".join(parts) + ". The hottest frames are in the profile tables.")
+        parts = [
+            f"{share:.0%} {PROFILE_FOCUS_LABELS[name]}" for name, share in profile["focus"].items() if share >= 0.02
+        ]
+        lines.append(
+            f"py-spy on one worker: it held the GIL {profile['busy_share']:.0%} of the time; of that, "
+            + "; ".join(parts)
+            + ". The hottest frames are in the profile tables."
+        )
     matching = s["matching"]
     worst = max(matching, key=lambda m: m["median_us"] / m["generic_median_us"])
     if worst["median_us"] > 1.3 * worst["generic_median_us"]:
@@ -248,22 +413,28 @@ def where_time_goes(results: dict[str, Any]) -> list[str]:
             "plan for this statement (the generic plan's estimate for ST_DWithin with a parameter radius is far "
             "worse), so it is planned again on every check-in. With a generic plan the match grows "
             f"{matching[-1]['generic_median_us'] / matching[0]['generic_median_us']:.2f}× from "
-            f"{matching[0]['venues']:,} to {matching[-1]['venues']:,} venues.")
+            f"{matching[0]['venues']:,} to {matching[-1]['venues']:,} venues."
+        )
     if matching[-1]["pages_per_match"] > 2 * matching[0]["pages_per_match"]:
         lines.append(
             f"Venue match pages: one match touches {matching[0]['pages_per_match']:.1f} pages at "
             f"{matching[0]['venues']:,} venues and {matching[-1]['pages_per_match']:.1f} at "
             f"{matching[-1]['venues']:,} ({matching[-1]['pages_read_per_match']:.2f} of them from outside "
             "shared_buffers), while it finds about one candidate at every size: the geography GiST index "
-            "(3-D boxes over clustered cities) overlaps more as it grows, and the search walks more of it.")
+            "(3-D boxes over clustered cities) overlaps more as it grows, and the search walks more of it."
+        )
     return lines
 
 
 def markdown(results: dict[str, Any], notes: list[str]) -> str:
-    lines = ["# checkin-offers bench", "",
-             f"`make bench` on {results['machine']['date']} at commit `{results['machine']['commit']}`, "
-             f"{results['machine']['nproc']} cores, {results['machine']['memory']}. "
-             "Medians over the runs of each point; latencies as wrk (or pgbench) measured them.", ""]
+    lines = [
+        "# checkin-offers bench",
+        "",
+        f"`make bench` on {results['machine']['date']} at commit `{results['machine']['commit']}`, "
+        f"{results['machine']['nproc']} cores, {results['machine']['memory']}. "
+        "Medians over the runs of each point; latencies as wrk (or pgbench) measured them.",
+        "",
+    ]
     for title, header, rows in tables(results):
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]

@@ -37,6 +37,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # --------------------------------------------------------------------------- tools
 
+
 def _apt_install(package: str) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL, env=env)
@@ -61,8 +62,10 @@ def ensure_pgbench() -> str:
         _apt_install("postgresql-client")
         found = shutil.which("pgbench")
     if not found:
-        raise SystemExit("bench: pgbench is missing; it ships with the PostgreSQL packages "
-                         "(Debian: postgresql-client, or postgresql-15 for the 15 client)")
+        raise SystemExit(
+            "bench: pgbench is missing; it ships with the PostgreSQL packages "
+            "(Debian: postgresql-client, or postgresql-15 for the 15 client)"
+        )
     return found
 
 
@@ -70,8 +73,10 @@ def ensure_py_spy() -> str:
     """py-spy is the bench's own tool, installed into the venv on first use (a PyPI wheel)."""
     path = VENV_BIN / "py-spy"
     if not path.exists():
-        subprocess.run([str(VENV_BIN / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        "py-spy"], check=True)
+        subprocess.run(
+            [str(VENV_BIN / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", "py-spy"],
+            check=True,
+        )
     return str(path)
 
 
@@ -83,14 +88,15 @@ def free_port() -> int:
 
 # --------------------------------------------------------------------------- CPU by component
 
+
 def _stat(pid: str) -> tuple[str, int, float] | None:
     """comm, parent pid and CPU seconds of a process."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = raw[raw.rindex(")") + 2:].split()
-    return raw[raw.index("(") + 1:raw.rindex(")")], int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK_TCK
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return raw[raw.index("(") + 1 : raw.rindex(")")], int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def _machine_cpu() -> tuple[float, float, float]:
@@ -175,6 +181,7 @@ def db_counters(database_url: str) -> tuple[int, float]:
 
 # --------------------------------------------------------------------------- the service
 
+
 class Service:
     """`checkin-offers serve` as deployed (uvicorn, uvloop, httptools, several workers) on loopback."""
 
@@ -190,17 +197,33 @@ class Service:
     def __enter__(self) -> Service:
         with self.log_path.open("w") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                [str(VENV_BIN / "checkin-offers"), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--workers", str(self.workers)],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+                [
+                    str(VENV_BIN / "checkin-offers"),
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(self.workers),
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=ROOT,
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the service exited at start:\n{self.log_tail()}")
             try:
                 ready = httpx.get(f"{self.base_url}/readyz", timeout=2)
-                if ready.status_code == 200 and ready.json()["status"] == "ready" and len(self.worker_pids()) == \
-                        self.workers:
+                if (
+                    ready.status_code == 200
+                    and ready.json()["status"] == "ready"
+                    and len(self.worker_pids()) == self.workers
+                ):
                     return self
             except httpx.HTTPError:
                 pass
@@ -246,6 +269,7 @@ class Service:
 
 # --------------------------------------------------------------------------- wrk
 
+
 @dataclass
 class LoadResult:
     """One wrk or pgbench run. Latencies in milliseconds; cpu_ms per request by component."""
@@ -271,8 +295,9 @@ class LoadResult:
         return unexpected + sum(self.socket_errors.values())
 
 
-def _run_bounded(cmd: list[str], *, duration_s: float, progress: Progress, label: str, meter: CpuMeter,
-                 **kwargs) -> str:
+def _run_bounded(
+    cmd: list[str], *, duration_s: float, progress: Progress, label: str, meter: CpuMeter, **kwargs
+) -> str:
     """Run a load tool for about duration_s, showing a progress bar and sampling CPU; kill it if it
     overstays."""
     task = progress.add_task(label, total=duration_s)
@@ -294,53 +319,131 @@ def _run_bounded(cmd: list[str], *, duration_s: float, progress: Progress, label
     return out
 
 
-def run_wrk(wrk: str, script: str, service: Service, *, name: str, connections: int, duration_s: int,
-            progress: Progress, data: Path | None = None, rate: float = 0, offset: int = 0,
-            timeout_s: int = 10) -> LoadResult:
-    env = {**os.environ, "BENCH_RUN": f"r{time.time_ns()}", "BENCH_THREADS": "1", "BENCH_RATE": str(rate),
-           "BENCH_OFFSET": str(offset)}
+def run_wrk(
+    wrk: str,
+    script: str,
+    service: Service,
+    *,
+    name: str,
+    connections: int,
+    duration_s: int,
+    progress: Progress,
+    data: Path | None = None,
+    rate: float = 0,
+    offset: int = 0,
+    timeout_s: int = 10,
+) -> LoadResult:
+    env = {
+        **os.environ,
+        "BENCH_RUN": f"r{time.time_ns()}",
+        "BENCH_THREADS": "1",
+        "BENCH_RATE": str(rate),
+        "BENCH_OFFSET": str(offset),
+    }
     if data is not None:
         env["BENCH_DATA"] = str(data)
     meter = CpuMeter(service.pid, service.database)
     sessions, checkpointed = service.db_counters()
-    out = _run_bounded([wrk, "-t", "1", "-c", str(connections), "-d", f"{duration_s}s", "--timeout",
-                        f"{timeout_s}s", "-s", script, service.base_url],
-                       duration_s=duration_s, progress=progress, label=name, meter=meter, cwd=BENCH_DIR, env=env)
+    out = _run_bounded(
+        [
+            wrk,
+            "-t",
+            "1",
+            "-c",
+            str(connections),
+            "-d",
+            f"{duration_s}s",
+            "--timeout",
+            f"{timeout_s}s",
+            "-s",
+            script,
+            service.base_url,
+        ],
+        duration_s=duration_s,
+        progress=progress,
+        label=name,
+        meter=meter,
+        cwd=BENCH_DIR,
+        env=env,
+    )
     line = next((ln for ln in out.splitlines() if ln.startswith("BENCH_JSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no summary:\n{out[-2000:]}")
     summary = json.loads(line.removeprefix("BENCH_JSON "))
     seconds = summary["duration_us"] / 1e6
     latency = {f"p{k}": round(v / 1000, 2) for k, v in summary["latency_us"].items() if k not in ("mean", "max")}
-    latency |= {"mean": round(summary["latency_us"]["mean"] / 1000, 2),
-                "max": round(summary["latency_us"]["max"] / 1000, 2)}
-    return LoadResult(name=name, connections=connections, duration_s=round(seconds, 2),
-                      requests=summary["requests"], rps=round(summary["requests"] / seconds, 1), latency_ms=latency,
-                      offered_rps=rate or None, statuses=summary["statuses"], labels=summary["labels"],
-                      socket_errors=summary["socket_errors"], sent=summary["sent"],
-                      cpu_ms=meter.per_request(summary["requests"], "wrk"),
-                      **_counters_since(service.env["CHECKIN_DATABASE_URL"], sessions, checkpointed))
+    latency |= {
+        "mean": round(summary["latency_us"]["mean"] / 1000, 2),
+        "max": round(summary["latency_us"]["max"] / 1000, 2),
+    }
+    return LoadResult(
+        name=name,
+        connections=connections,
+        duration_s=round(seconds, 2),
+        requests=summary["requests"],
+        rps=round(summary["requests"] / seconds, 1),
+        latency_ms=latency,
+        offered_rps=rate or None,
+        statuses=summary["statuses"],
+        labels=summary["labels"],
+        socket_errors=summary["socket_errors"],
+        sent=summary["sent"],
+        cpu_ms=meter.per_request(summary["requests"], "wrk"),
+        **_counters_since(service.env["CHECKIN_DATABASE_URL"], sessions, checkpointed),
+    )
 
 
 def _counters_since(database_url: str, sessions: int, checkpointed: float) -> dict:
     sessions_now, checkpointed_now = db_counters(database_url)
-    return {"db_connections_opened": sessions_now - sessions - 1,  # less the probe before the run
-            "checkpoint_mb": round(checkpointed_now - checkpointed, 1)}
+    return {
+        "db_connections_opened": sessions_now - sessions - 1,  # less the probe before the run
+        "checkpoint_mb": round(checkpointed_now - checkpointed, 1),
+    }
 
 
 # --------------------------------------------------------------------------- pgbench
 
-def run_pgbench(pgbench: str, database_url: str, script: Path, *, name: str, clients: int, duration_s: int,
-                variables: dict[str, object], progress: Progress, connect_each: bool = False) -> LoadResult:
+
+def run_pgbench(
+    pgbench: str,
+    database_url: str,
+    script: Path,
+    *,
+    name: str,
+    clients: int,
+    duration_s: int,
+    variables: dict[str, object],
+    progress: Progress,
+    connect_each: bool = False,
+) -> LoadResult:
     """pgbench with prepared statements; connect_each: a new connection for every call (-C)."""
     url = make_url(database_url)
     prefix = DATA_DIR / f"pgbench-{name}"
     for old in DATA_DIR.glob(f"{prefix.name}.*"):
         old.unlink()
-    cmd = [pgbench, "-n", *(["-C"] if connect_each else []), "-M", "prepared", "-c", str(clients), "-j", "1",
-           "-T", str(duration_s),
-           "-f", str(script), "-l", f"--log-prefix={prefix}",
-           "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "postgres"]
+    cmd = [
+        pgbench,
+        "-n",
+        *(["-C"] if connect_each else []),
+        "-M",
+        "prepared",
+        "-c",
+        str(clients),
+        "-j",
+        "1",
+        "-T",
+        str(duration_s),
+        "-f",
+        str(script),
+        "-l",
+        f"--log-prefix={prefix}",
+        "-h",
+        url.host or "127.0.0.1",
+        "-p",
+        str(url.port or 5432),
+        "-U",
+        url.username or "postgres",
+    ]
     for key, value in variables.items():
         cmd += ["-D", f"{key}={value}"]
     env = {**os.environ}
@@ -348,34 +451,62 @@ def run_pgbench(pgbench: str, database_url: str, script: Path, *, name: str, cli
         env["PGPASSWORD"] = url.password
     meter = CpuMeter(None, url.database)
     _, checkpointed = db_counters(database_url)
-    out = _run_bounded([*cmd, url.database], duration_s=duration_s, progress=progress, label=name, meter=meter,
-                       env=env)
+    out = _run_bounded([*cmd, url.database], duration_s=duration_s, progress=progress, label=name, meter=meter, env=env)
     checkpoint_mb = round(db_counters(database_url)[1] - checkpointed, 1)
     tps = float(re.search(r"tps = ([\d.]+) \(", out).group(1))
     processed = int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
     failed = re.search(r"number of failed transactions: (\d+)", out)
-    latencies_us = np.array([int(line.split()[2]) for log in DATA_DIR.glob(f"{prefix.name}.*")
-                             for line in log.read_text().splitlines()], dtype=float)
+    latencies_us = np.array(
+        [int(line.split()[2]) for log in DATA_DIR.glob(f"{prefix.name}.*") for line in log.read_text().splitlines()],
+        dtype=float,
+    )
     latency = {f"p{p}": round(float(np.percentile(latencies_us, p)) / 1000, 2) for p in (50, 90, 95, 99, 99.9)}
     latency |= {"mean": round(float(latencies_us.mean()) / 1000, 2), "max": round(float(latencies_us.max()) / 1000, 2)}
-    return LoadResult(name=name, connections=clients, duration_s=duration_s, requests=processed, rps=round(tps, 1),
-                      latency_ms=latency, socket_errors={"failed": int(failed.group(1)) if failed else 0},
-                      cpu_ms=meter.per_request(processed, "pgbench"), checkpoint_mb=checkpoint_mb)
+    return LoadResult(
+        name=name,
+        connections=clients,
+        duration_s=duration_s,
+        requests=processed,
+        rps=round(tps, 1),
+        latency_ms=latency,
+        socket_errors={"failed": int(failed.group(1)) if failed else 0},
+        cpu_ms=meter.per_request(processed, "pgbench"),
+        checkpoint_mb=checkpoint_mb,
+    )
 
 
 # --------------------------------------------------------------------------- py-spy
 
+
 def start_profile(py_spy: str, pid: int, duration_s: int, output: Path) -> subprocess.Popen:
     """Sample one worker at 100 Hz without pausing it, only the thread holding the GIL (so waiting
     threads and the idle event loop drop out); raw output is collapsed stacks with counts."""
-    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--duration", str(duration_s), "--rate", "100",
-                             "--format", "raw", "--output", str(output), "--nonblocking", "--gil"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(duration_s),
+            "--rate",
+            "100",
+            "--format",
+            "raw",
+            "--output",
+            str(output),
+            "--nonblocking",
+            "--gil",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _frame_package(frame: str) -> str:
     """'handle (/.../site-packages/sqlalchemy/engine/base.py:123)' -> 'sqlalchemy'."""
-    path = frame[frame.rfind("(") + 1:].split(":", 1)[0]
+    path = frame[frame.rfind("(") + 1 :].split(":", 1)[0]
     if "site-packages/" in path:
         return path.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
     if path.startswith(str(ROOT)):
@@ -436,5 +567,11 @@ def summarize_profile(path: Path, duration_s: int, rate_hz: int = 100, top: int 
         return [{"frame": k, "share": round(v / max(total, 1), 3)} for k, v in counter.most_common(top)]
 
     focus = {frame: round(inclusive[frame] / max(total, 1), 3) for frame in PROFILE_FOCUS}
-    return {"samples": total, "busy_share": round(total / (duration_s * rate_hz), 3),
-            "by_package": share(leaf_package), "self": share(leaf), "inclusive": share(inclusive), "focus": focus}
+    return {
+        "samples": total,
+        "busy_share": round(total / (duration_s * rate_hz), 3),
+        "by_package": share(leaf_package),
+        "self": share(leaf),
+        "inclusive": share(inclusive),
+        "focus": focus,
+    }

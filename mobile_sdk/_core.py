@@ -60,9 +60,7 @@ class Call(Generic[T]):
         try:
             return self.parse(response.json())
         except (ValueError, KeyError, TypeError) as exc:
-            raise CheckinOffersError(
-                f"unexpected response to {self.method} {self.path}: {exc!r}"
-            ) from exc
+            raise CheckinOffersError(f"unexpected response to {self.method} {self.path}: {exc!r}") from exc
 
 
 def checkin_call(request: CheckinRequest) -> Call[CheckinResult]:
@@ -79,9 +77,7 @@ def wallet_call() -> Call[list[WalletOffer]]:
     return Call("GET", "/v1/me/offers", parse_wallet)
 
 
-def nearby_call(
-    lat: float, lon: float, radius_m: float | None, limit: int | None
-) -> Call[list[NearbyVenue]]:
+def nearby_call(lat: float, lon: float, radius_m: float | None, limit: int | None) -> Call[list[NearbyVenue]]:
     params: dict[str, Any] = {"lat": lat, "lon": lon}
     if radius_m is not None:
         params["radius_m"] = radius_m
@@ -109,9 +105,7 @@ def campaign_stats_call(campaign_id: str) -> Call[dict[str, Any]]:
 class ClientCore:
     """Configuration both clients hold, and the per-request retry bookkeeping they start from."""
 
-    def __init__(
-        self, *, max_attempts: int, queue: OfflineQueue | None, rng: random.Random | None
-    ) -> None:
+    def __init__(self, *, max_attempts: int, queue: OfflineQueue | None, rng: random.Random | None) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._max_attempts = max_attempts

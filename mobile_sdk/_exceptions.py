@@ -148,9 +148,7 @@ def _field_errors(raw: object) -> tuple[FieldError, ...]:
     if not isinstance(raw, list):
         return ()
     return tuple(
-        FieldError(
-            str(item.get("field", "")), str(item.get("code", "")), str(item.get("message", ""))
-        )
+        FieldError(str(item.get("field", "")), str(item.get("code", "")), str(item.get("message", "")))
         for item in raw
         if isinstance(item, dict)
     )

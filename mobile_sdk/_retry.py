@@ -42,9 +42,7 @@ class Attempts:
     def after_transport_error(self, exc: httpx.TransportError) -> float:
         self._made += 1
         if self._made >= self._max_attempts:
-            raise TransportError(
-                f"server unreachable after {self._made} attempt(s): {exc!r}"
-            ) from exc
+            raise TransportError(f"server unreachable after {self._made} attempt(s): {exc!r}") from exc
         return self._backoff()
 
     def after_response(self, response: httpx.Response) -> float | None:

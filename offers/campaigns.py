@@ -75,9 +75,12 @@ class Campaign(Base):
 
 
 async def _check_venues(session: AsyncSession, merchant_id: uuid.UUID, venue_ids: list[uuid.UUID]) -> None:
-    owned = set(await session.scalars(text(
-        "SELECT id FROM venues WHERE id = ANY(:ids) AND merchant_id = :merchant AND deleted_at IS NULL"
-    ), {"ids": list(venue_ids), "merchant": merchant_id}))
+    owned = set(
+        await session.scalars(
+            text("SELECT id FROM venues WHERE id = ANY(:ids) AND merchant_id = :merchant AND deleted_at IS NULL"),
+            {"ids": list(venue_ids), "merchant": merchant_id},
+        )
+    )
     missing = [str(v) for v in venue_ids if v not in owned]
     if missing:
         raise ValidationFailed.for_field("venue_ids", "unknown_venue", f"no such venue of yours: {', '.join(missing)}")
@@ -89,16 +92,28 @@ def _check_times(starts_at: datetime, ends_at: datetime) -> None:
 
 
 async def create_campaign(
-    session: AsyncSession, merchant_id: uuid.UUID, *, name: str, venue_ids: list[uuid.UUID],
-    starts_at: datetime, ends_at: datetime, holdout_percent: int, attribution_days: int,
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    *,
+    name: str,
+    venue_ids: list[uuid.UUID],
+    starts_at: datetime,
+    ends_at: datetime,
+    holdout_percent: int,
+    attribution_days: int,
 ) -> Campaign:
     _check_times(starts_at, ends_at)
     venue_ids = list(dict.fromkeys(venue_ids))
     await _check_venues(session, merchant_id, venue_ids)
     campaign = Campaign(
-        merchant_id=merchant_id, name=name, starts_at=starts_at, ends_at=ends_at,
-        holdout_percent=holdout_percent, attribution_days=attribution_days,
-        venue_links=[CampaignVenue(venue_id=v) for v in venue_ids], offers=[],
+        merchant_id=merchant_id,
+        name=name,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        holdout_percent=holdout_percent,
+        attribution_days=attribution_days,
+        venue_links=[CampaignVenue(venue_id=v) for v in venue_ids],
+        offers=[],
     )
     session.add(campaign)
     await session.flush()
@@ -106,8 +121,9 @@ async def create_campaign(
     return campaign
 
 
-async def get_campaign(session: AsyncSession, merchant_id: uuid.UUID, campaign_id: uuid.UUID,
-                       *, for_update: bool = False) -> Campaign:
+async def get_campaign(
+    session: AsyncSession, merchant_id: uuid.UUID, campaign_id: uuid.UUID, *, for_update: bool = False
+) -> Campaign:
     query = select(Campaign).where(Campaign.id == campaign_id, Campaign.merchant_id == merchant_id)
     campaign = await session.scalar(query.with_for_update() if for_update else query)
     if campaign is None:
@@ -115,23 +131,26 @@ async def get_campaign(session: AsyncSession, merchant_id: uuid.UUID, campaign_i
     return campaign
 
 
-async def list_campaigns(session: AsyncSession, merchant_id: uuid.UUID, *, after: uuid.UUID | None,
-                         limit: int) -> list[Campaign]:
+async def list_campaigns(
+    session: AsyncSession, merchant_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
+) -> list[Campaign]:
     query = select(Campaign).where(Campaign.merchant_id == merchant_id)
     if after is not None:
         query = query.where(Campaign.id > after)
     return list(await session.scalars(query.order_by(Campaign.id).limit(limit)))
 
 
-async def update_campaign(session: AsyncSession, merchant_id: uuid.UUID, campaign_id: uuid.UUID,
-                          changes: dict[str, Any]) -> Campaign:
+async def update_campaign(
+    session: AsyncSession, merchant_id: uuid.UUID, campaign_id: uuid.UUID, changes: dict[str, Any]
+) -> Campaign:
     campaign = await get_campaign(session, merchant_id, campaign_id, for_update=True)
     if campaign.status == "ended":
         raise Conflict("an ended campaign cannot change", code="campaign_ended")
     frozen = sorted(MEASUREMENT_FIELDS & changes.keys())
     if frozen and campaign.activated_at is not None:
-        raise Conflict(f"{', '.join(frozen)} cannot change once the campaign has been active",
-                       code="measurement_frozen")
+        raise Conflict(
+            f"{', '.join(frozen)} cannot change once the campaign has been active", code="measurement_frozen"
+        )
     if "venue_ids" in changes:
         venue_ids = list(dict.fromkeys(changes.pop("venue_ids")))
         await _check_venues(session, merchant_id, venue_ids)
@@ -145,33 +164,54 @@ async def update_campaign(session: AsyncSession, merchant_id: uuid.UUID, campaig
 
 
 async def add_offer(
-    session: AsyncSession, merchant_id: uuid.UUID, campaign_id: uuid.UUID, *, title: str, description: str,
-    terms: str, rule: Rule, schedule: Schedule | None, per_user_limit: int, total_limit: int,
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    campaign_id: uuid.UUID,
+    *,
+    title: str,
+    description: str,
+    terms: str,
+    rule: Rule,
+    schedule: Schedule | None,
+    per_user_limit: int,
+    total_limit: int,
     redeem_within_minutes: int,
 ) -> Offer:
     campaign = await get_campaign(session, merchant_id, campaign_id, for_update=True)
     if campaign.status == "ended":
         raise Conflict("an ended campaign takes no new offers", code="campaign_ended")
     offer = Offer(
-        campaign_id=campaign.id, title=title, description=description, terms=terms,
-        rule=rule.model_dump(), schedule=schedule.to_json() if schedule else None,
-        per_user_limit=per_user_limit, total_limit=total_limit, redeem_within_minutes=redeem_within_minutes,
+        campaign_id=campaign.id,
+        title=title,
+        description=description,
+        terms=terms,
+        rule=rule.model_dump(),
+        schedule=schedule.to_json() if schedule else None,
+        per_user_limit=per_user_limit,
+        total_limit=total_limit,
+        redeem_within_minutes=redeem_within_minutes,
     )
     session.add(offer)
     await session.flush()
     shards = budget_shards(budget_for(rule, total_limit))
-    await session.execute(text(
-        "INSERT INTO offer_budget_shards (offer_id, shard, remaining) "
-        "SELECT :offer, s - 1, r FROM unnest(CAST(:remaining AS int[])) WITH ORDINALITY AS t(r, s)"
-    ), {"offer": offer.id, "remaining": shards})
+    await session.execute(
+        text(
+            "INSERT INTO offer_budget_shards (offer_id, shard, remaining) "
+            "SELECT :offer, s - 1, r FROM unnest(CAST(:remaining AS int[])) WITH ORDINALITY AS t(r, s)"
+        ),
+        {"offer": offer.id, "remaining": shards},
+    )
     await session.refresh(campaign)
     return offer
 
 
 async def offer_remaining(session: AsyncSession, offer_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    rows = await session.execute(text(
-        "SELECT offer_id, sum(remaining)::int FROM offer_budget_shards WHERE offer_id = ANY(:ids) GROUP BY offer_id"
-    ), {"ids": offer_ids})
+    rows = await session.execute(
+        text(
+            "SELECT offer_id, sum(remaining)::int FROM offer_budget_shards WHERE offer_id = ANY(:ids) GROUP BY offer_id"
+        ),
+        {"ids": offer_ids},
+    )
     return dict(rows.all())
 
 

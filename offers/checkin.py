@@ -55,8 +55,10 @@ class CheckinRequest:
     def fingerprint(self) -> str:
         """Same body, same fingerprint: a replayed key is compared on values, not bytes
         (one instant written with two UTC offsets is one value)."""
-        payload = asdict(self) | {"observed_at": self.observed_at.astimezone(UTC).isoformat(),
-                                  "venue_id": str(self.venue_id) if self.venue_id else None}
+        payload = asdict(self) | {
+            "observed_at": self.observed_at.astimezone(UTC).isoformat(),
+            "venue_id": str(self.venue_id) if self.venue_id else None,
+        }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -86,12 +88,21 @@ def _keys(user: str, key: str) -> tuple[str, str]:
 
 
 async def check_in(
-    conn: AsyncConnection, redis: RedisState, settings: Settings, *, user: str, key: str, req: CheckinRequest,
+    conn: AsyncConnection,
+    redis: RedisState,
+    settings: Settings,
+    *,
+    user: str,
+    key: str,
+    req: CheckinRequest,
     now: datetime,
 ) -> str:
     """Returns the response body as JSON text (the same text for a replay)."""
     rejection = check_fix(
-        accuracy_m=req.accuracy_m, observed_at=req.observed_at, now=now, mocked=bool(req.mocked),
+        accuracy_m=req.accuracy_m,
+        observed_at=req.observed_at,
+        now=now,
+        mocked=bool(req.mocked),
         limits=FixLimits(settings.max_accuracy_m, settings.max_fix_age_s, settings.max_future_skew_s),
     )
     in_flight_key, rate_key = _keys(user, key)
@@ -99,7 +110,13 @@ async def check_in(
     if redis_ok:
         try:
             verdict, retry_after = await redis.client.eval(
-                ADMIT_LUA, 2, in_flight_key, rate_key, settings.checkin_rate_per_minute, 60, IN_FLIGHT_TTL_MS,
+                ADMIT_LUA,
+                2,
+                in_flight_key,
+                rate_key,
+                settings.checkin_rate_per_minute,
+                60,
+                IN_FLIGHT_TTL_MS,
             )
         except (RedisError, OSError) as exc:
             redis.failed(exc)
@@ -107,18 +124,25 @@ async def check_in(
         else:
             redis.answered()
             if verdict == "in_flight":
-                raise Conflict("a request with this Idempotency-Key is still running",
-                               code="idempotency_in_progress")
+                raise Conflict("a request with this Idempotency-Key is still running", code="idempotency_in_progress")
             if verdict == "limited":
                 raise TooManyRequests(retry_after, "too many check-ins; try again later")
 
     params = {
-        "user": user, "key": key, "fingerprint": req.fingerprint(),
-        "lon": req.lon, "lat": req.lat, "accuracy_m": req.accuracy_m, "observed_at": req.observed_at,
-        "venue_id": req.venue_id, "device_id": req.device_id, "mocked": req.mocked,
+        "user": user,
+        "key": key,
+        "fingerprint": req.fingerprint(),
+        "lon": req.lon,
+        "lat": req.lat,
+        "accuracy_m": req.accuracy_m,
+        "observed_at": req.observed_at,
+        "venue_id": req.venue_id,
+        "device_id": req.device_id,
+        "mocked": req.mocked,
         "reason": rejection.reason if rejection else None,
         "detail": json.dumps(rejection.detail) if rejection else None,
-        "max_speed_kmh": settings.max_speed_kmh, "cooldown_s": settings.checkin_cooldown_s,
+        "max_speed_kmh": settings.max_speed_kmh,
+        "cooldown_s": settings.checkin_cooldown_s,
     }
     try:
         row = (await conn.execute(CHECKIN_SQL, params)).one()

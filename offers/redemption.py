@@ -71,8 +71,15 @@ async def _count_failure(redis: RedisState, keys: list[str]) -> None:
 
 
 async def redeem_code(
-    conn: AsyncConnection, redis: RedisState, settings: Settings, *, merchant: uuid.UUID, staff: str,
-    raw_code: str, venue: uuid.UUID, idempotency_key: str | None,
+    conn: AsyncConnection,
+    redis: RedisState,
+    settings: Settings,
+    *,
+    merchant: uuid.UUID,
+    staff: str,
+    raw_code: str,
+    venue: uuid.UUID,
+    idempotency_key: str | None,
 ) -> dict:
     keys = _failure_keys(merchant, staff, venue)
     await _refuse_if_guessing(redis, settings, keys)
@@ -81,21 +88,32 @@ async def redeem_code(
         await _count_failure(redis, keys)
         raise NotFound("no such code", code="not_found")
     fingerprint = hashlib.sha256(f"{code}|{venue}".encode()).hexdigest()
-    result = (await conn.execute(REDEEM_SQL, {
-        "merchant": merchant, "code": code, "venue": venue, "staff": staff,
-        "key": idempotency_key, "fingerprint": fingerprint,
-    })).scalar_one()
+    result = (
+        await conn.execute(
+            REDEEM_SQL,
+            {
+                "merchant": merchant,
+                "code": code,
+                "venue": venue,
+                "staff": staff,
+                "key": idempotency_key,
+                "fingerprint": fingerprint,
+            },
+        )
+    ).scalar_one()
     outcome = result["outcome"]
     if outcome in ("done", "replay"):
         return result["response"]
     if outcome == "key_reused":
         raise key_reused("redemption")
     if outcome == "already_redeemed":
-        raise Conflict("this code has already been redeemed", code="already_redeemed",
-                       redeemed_at=result["redeemed_at"])
+        raise Conflict(
+            "this code has already been redeemed", code="already_redeemed", redeemed_at=result["redeemed_at"]
+        )
     if outcome == "wrong_venue":
-        raise ValidationFailed.for_field("venue_id", "venue_not_in_campaign",
-                                         "this code's campaign does not run at this venue")
+        raise ValidationFailed.for_field(
+            "venue_id", "venue_not_in_campaign", "this code's campaign does not run at this venue"
+        )
     if outcome == "expired":
         raise Gone("this code has expired", code="expired", expires_at=result["expires_at"])
     await _count_failure(redis, keys)
@@ -103,19 +121,35 @@ async def redeem_code(
 
 
 async def void_redemption(
-    conn: AsyncConnection, settings: Settings, *, merchant: uuid.UUID, admin: str, redemption: uuid.UUID,
+    conn: AsyncConnection,
+    settings: Settings,
+    *,
+    merchant: uuid.UUID,
+    admin: str,
+    redemption: uuid.UUID,
     reason: str,
 ) -> dict:
-    result = (await conn.execute(VOID_SQL, {
-        "merchant": merchant, "redemption": redemption, "admin": admin, "reason": reason,
-        "window": timedelta(minutes=settings.void_window_minutes),
-    })).scalar_one()
+    result = (
+        await conn.execute(
+            VOID_SQL,
+            {
+                "merchant": merchant,
+                "redemption": redemption,
+                "admin": admin,
+                "reason": reason,
+                "window": timedelta(minutes=settings.void_window_minutes),
+            },
+        )
+    ).scalar_one()
     outcome = result["outcome"]
     if outcome == "done":
         return result["response"]
     if outcome == "already_voided":
         raise Conflict("this redemption was already voided", code="already_voided", voided_at=result["voided_at"])
     if outcome == "window_passed":
-        raise Conflict(f"a redemption can be voided only within {settings.void_window_minutes} minutes",
-                       code="void_window_passed", void_deadline=result["void_deadline"])
+        raise Conflict(
+            f"a redemption can be voided only within {settings.void_window_minutes} minutes",
+            code="void_window_passed",
+            void_deadline=result["void_deadline"],
+        )
     raise NotFound("redemption not found")

@@ -89,8 +89,10 @@ def effect_summary(arms: dict[str, dict[str, int]], holdout_percent: int) -> dic
         rate = _rate(arm["returned"], arm["closed_users"])
         low, high = stats_math.wilson_interval(arm["returned"], arm["closed_users"])
         summary["arms"][name] = {
-            "users_exposed": arm["users"], "users_window_closed": arm["closed_users"],
-            "returned_users": arm["returned"], "return_visit_rate": rate,
+            "users_exposed": arm["users"],
+            "users_window_closed": arm["closed_users"],
+            "returned_users": arm["returned"],
+            "return_visit_rate": rate,
             "return_visit_rate_ci": {"ci_low": low, "ci_high": high} if arm["closed_users"] else None,
             "visits_per_user": _rate(arm["visits"], arm["closed_users"]),
         }
@@ -106,8 +108,14 @@ def effect_summary(arms: dict[str, dict[str, int]], holdout_percent: int) -> dic
         # extra visits the offer brought among treated users whose window closed
         summary["incremental_visits"] = visits[0] * n_t if visits else None
     else:
-        summary.update(absolute_lift=None, relative_lift=None, p_value=None, minimum_detectable_effect=None,
-                       visits_per_user_diff=None, incremental_visits=None)
+        summary.update(
+            absolute_lift=None,
+            relative_lift=None,
+            p_value=None,
+            minimum_detectable_effect=None,
+            visits_per_user_diff=None,
+            incremental_visits=None,
+        )
     summary["srm"] = {
         "p_value": stats_math.srm_p_value(t["users"], c["users"], holdout_percent),
         "alert": stats_math.srm_alert(t["users"], c["users"], holdout_percent),
@@ -128,8 +136,9 @@ def stats_status(effect: dict[str, Any]) -> str:
     return "ready"
 
 
-async def campaign_stats(session: AsyncSession, merchant_id: uuid.UUID, campaign_id: uuid.UUID,
-                         today: date) -> dict[str, Any]:
+async def campaign_stats(
+    session: AsyncSession, merchant_id: uuid.UUID, campaign_id: uuid.UUID, today: date
+) -> dict[str, Any]:
     # One snapshot for every query below, so counters, sums and unlocks agree with each other.
     await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
     campaign = await get_campaign(session, merchant_id, campaign_id)
@@ -142,10 +151,13 @@ async def campaign_stats(session: AsyncSession, merchant_id: uuid.UUID, campaign
         for bucket in (by_day[day], by_venue[venue_id], totals):
             bucket[metric] += n
 
-    arms = {arm: {"users": 0, "closed_users": 0, "returned": 0, "visits": 0, "visits_sq": 0}
-            for arm in ("treatment", "control")}
-    for row in await session.execute(EFFECT_SQL, {**params, "attribution_days": campaign.attribution_days,
-                                                  "today": today}):
+    arms = {
+        arm: {"users": 0, "closed_users": 0, "returned": 0, "visits": 0, "visits_sq": 0}
+        for arm in ("treatment", "control")
+    }
+    for row in await session.execute(
+        EFFECT_SQL, {**params, "attribution_days": campaign.attribution_days, "today": today}
+    ):
         arms[row.arm] = {k: int(getattr(row, k) or 0) for k in arms[row.arm]}
     effect = effect_summary(arms, campaign.holdout_percent)
     effect["attribution_days"] = campaign.attribution_days
@@ -173,14 +185,20 @@ async def campaign_stats(session: AsyncSession, merchant_id: uuid.UUID, campaign
             "exposures": {"treatment": treatment_users, "control": arms["control"]["users"]},
             "redemption_rate_of_unlocks": _rate(net_redemptions, unlocks),
             "redemption_rate_of_treatment_users": _rate(net_redemptions, treatment_users),
-            "time_to_redeem_minutes": {"median": survival.median, "p75": survival.p75,
-                                       "unlocks": survival.n, "redeemed": survival.events,
-                                       "method": "kaplan_meier, unredeemed unlocks censored"},
+            "time_to_redeem_minutes": {
+                "median": survival.median,
+                "p75": survival.p75,
+                "unlocks": survival.n,
+                "redeemed": survival.events,
+                "method": "kaplan_meier, unredeemed unlocks censored",
+            },
         },
         "effect": effect,
         "by_day": [{"day": d.isoformat(), **_funnel(m)} for d, m in sorted(by_day.items())],
-        "by_venue": [{"venue_id": str(v), "name": names.get(v), **_funnel(m)}
-                     for v, m in sorted(by_venue.items(), key=lambda item: str(item[0]))],
+        "by_venue": [
+            {"venue_id": str(v), "name": names.get(v), **_funnel(m)}
+            for v, m in sorted(by_venue.items(), key=lambda item: str(item[0]))
+        ],
     }
 
 
@@ -198,8 +216,18 @@ def _funnel(metrics: dict[str, int]) -> dict[str, Any]:
     }
 
 
-CSV_COLUMNS = ["breakdown", "key", "name", "checkins_accepted", "checkins_rejected", "exposed_treatment",
-               "exposed_control", "unlocks", "redemptions", "voids"]
+CSV_COLUMNS = [
+    "breakdown",
+    "key",
+    "name",
+    "checkins_accepted",
+    "checkins_rejected",
+    "exposed_treatment",
+    "exposed_control",
+    "unlocks",
+    "redemptions",
+    "voids",
+]
 
 
 # A spreadsheet runs a cell that starts with one of these as a formula.

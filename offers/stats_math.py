@@ -344,8 +344,9 @@ def kaplan_meier_quantiles(durations: Sequence[float], observed: Sequence[bool])
 def kaplan_meier_grouped(groups: Sequence[tuple[float, int, int]]) -> SurvivalSummary:
     """The same from counts: (time, redeemed at that time, censored at that time) rows, as
     SQL aggregates return them, so millions of unlocks cost a few hundred rows."""
-    if not all(math.isfinite(time) and time >= 0 and events >= 0 and censored >= 0
-               for time, events, censored in groups):
+    if not all(
+        math.isfinite(time) and time >= 0 and events >= 0 and censored >= 0 for time, events, censored in groups
+    ):
         raise ValueError("durations must be finite and >= 0, counts >= 0")
     merged: dict[float, list[int]] = {}
     for time, events, censored in groups:  # rows for one time may come from several queries
@@ -367,4 +368,3 @@ def kaplan_meier_grouped(groups: Sequence[tuple[float, int, int]]) -> SurvivalSu
                 break
         at_risk -= events_now + censored_now
     return SurvivalSummary(median=median, p75=p75, n=n, events=total_events)
-

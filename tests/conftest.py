@@ -23,12 +23,14 @@ TEST_DATABASE_URL = _base.set(database=f"{_base.database}_test_{_run}_{_worker}"
 _redis = make_url(os.environ.get("CHECKIN_REDIS_URL", "redis://127.0.0.1:6379/0"))
 TEST_REDIS_URL = str(_redis.set(database=str(10 + int(_worker.removeprefix("gw") or 0))))
 
-os.environ.update({
-    "CHECKIN_ENV": "test",
-    "CHECKIN_DATABASE_URL": TEST_DATABASE_URL,
-    "CHECKIN_REDIS_URL": TEST_REDIS_URL,
-    "CHECKIN_JWT_SECRET": "test-secret-for-the-test-suite-only-0123456789",
-})
+os.environ.update(
+    {
+        "CHECKIN_ENV": "test",
+        "CHECKIN_DATABASE_URL": TEST_DATABASE_URL,
+        "CHECKIN_REDIS_URL": TEST_REDIS_URL,
+        "CHECKIN_JWT_SECRET": "test-secret-for-the-test-suite-only-0123456789",
+    }
+)
 os.environ.pop("CHECKIN_JWT_PUBLIC_KEY", None)
 os.environ.pop("CHECKIN_JWKS_URL", None)
 
@@ -68,8 +70,9 @@ def base_url(database_url: str, redis_url: str):
     from api.main import app
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio",
-                                           log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio", log_level="warning", lifespan="on")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15

@@ -31,8 +31,9 @@ class World:
         self.rng = random.Random()
 
     def headers(self, role: str, sub: str | None = None, merchant_id: str | None = None) -> dict[str, str]:
-        token = mint_token(self.settings, sub=sub or f"{role}-{uuid.uuid4().hex[:8]}", role=role,
-                           merchant_id=merchant_id)
+        token = mint_token(
+            self.settings, sub=sub or f"{role}-{uuid.uuid4().hex[:8]}", role=role, merchant_id=merchant_id
+        )
         return {"Authorization": f"Bearer {token}"}
 
     def user(self, sub: str | None = None) -> dict[str, str]:
@@ -42,30 +43,54 @@ class World:
         r = self.http.post("/v1/merchants", json={"name": name}, headers=self.headers("platform_admin"))
         assert r.status_code == 201, r.text
         mid = r.json()["id"]
-        return Merchant(mid, *(self.headers(role, merchant_id=mid)
-                               for role in ("merchant_admin", "merchant_staff", "marketer")))
+        return Merchant(
+            mid, *(self.headers(role, merchant_id=mid) for role in ("merchant_admin", "merchant_staff", "marketer"))
+        )
 
     def spot(self) -> tuple[float, float]:
         """A random place on land-sized latitudes, far from every other test's venues."""
         return round(self.rng.uniform(-150, 150), 6), round(self.rng.uniform(-55, 65), 6)
 
-    def venue(self, merchant: Merchant, *, center: tuple[float, float] | None = None, radius_m: float = 50,
-              geofence: dict | None = None, timezone: str = "Europe/Oslo", name: str = "Cafe") -> dict:
+    def venue(
+        self,
+        merchant: Merchant,
+        *,
+        center: tuple[float, float] | None = None,
+        radius_m: float = 50,
+        geofence: dict | None = None,
+        timezone: str = "Europe/Oslo",
+        name: str = "Cafe",
+    ) -> dict:
         lon, lat = center or self.spot()
-        body = {"name": name, "timezone": timezone,
-                "geofence": geofence or {"type": "Circle", "center": [lon, lat], "radius_m": radius_m}}
+        body = {
+            "name": name,
+            "timezone": timezone,
+            "geofence": geofence or {"type": "Circle", "center": [lon, lat], "radius_m": radius_m},
+        }
         r = self.http.post("/v1/venues", json=body, headers=merchant.admin)
         assert r.status_code == 201, r.text
         return r.json() | {"center": (lon, lat)}
 
-    def campaign(self, merchant: Merchant, venue_ids: list[str], offers: list[dict] | None = None, *,
-                 holdout_percent: int = 0, attribution_days: int = 14, activate: bool = True,
-                 starts_at: datetime | None = None) -> dict:
+    def campaign(
+        self,
+        merchant: Merchant,
+        venue_ids: list[str],
+        offers: list[dict] | None = None,
+        *,
+        holdout_percent: int = 0,
+        attribution_days: int = 14,
+        activate: bool = True,
+        starts_at: datetime | None = None,
+    ) -> dict:
         now = datetime.now(UTC)
-        body = {"name": "Autumn", "venue_ids": venue_ids,
-                "starts_at": (starts_at or now - timedelta(days=30)).isoformat(),
-                "ends_at": (now + timedelta(days=30)).isoformat(),
-                "holdout_percent": holdout_percent, "attribution_days": attribution_days}
+        body = {
+            "name": "Autumn",
+            "venue_ids": venue_ids,
+            "starts_at": (starts_at or now - timedelta(days=30)).isoformat(),
+            "ends_at": (now + timedelta(days=30)).isoformat(),
+            "holdout_percent": holdout_percent,
+            "attribution_days": attribution_days,
+        }
         r = self.http.post("/v1/campaigns", json=body, headers=merchant.admin)
         assert r.status_code == 201, r.text
         campaign = r.json()
@@ -77,12 +102,25 @@ class World:
             assert r.status_code == 200, r.text
         return self.http.get(f"/v1/campaigns/{campaign['id']}", headers=merchant.admin).json()
 
-    def checkin(self, user: dict[str, str], lon: float, lat: float, *, accuracy_m: float = 10,
-                observed_at: datetime | None = None, key: str | None = None, **extra) -> httpx.Response:
-        body = {"lat": lat, "lon": lon, "accuracy_m": accuracy_m,
-                "observed_at": (observed_at or datetime.now(UTC)).isoformat(), **extra}
-        return self.http.post("/v1/checkins", json=body,
-                              headers={**user, "Idempotency-Key": key or str(uuid.uuid4())})
+    def checkin(
+        self,
+        user: dict[str, str],
+        lon: float,
+        lat: float,
+        *,
+        accuracy_m: float = 10,
+        observed_at: datetime | None = None,
+        key: str | None = None,
+        **extra,
+    ) -> httpx.Response:
+        body = {
+            "lat": lat,
+            "lon": lon,
+            "accuracy_m": accuracy_m,
+            "observed_at": (observed_at or datetime.now(UTC)).isoformat(),
+            **extra,
+        }
+        return self.http.post("/v1/checkins", json=body, headers={**user, "Idempotency-Key": key or str(uuid.uuid4())})
 
 
 def near(center: tuple[float, float], east_m: float = 0, north_m: float = 0) -> tuple[float, float]:
@@ -97,9 +135,16 @@ def new_user(world: World) -> tuple[str, dict[str, str]]:
 
 
 def offer_body(rule: dict | None = None, **overrides) -> dict:
-    return {"title": "Free cinnamon bun", "description": "With any coffee", "terms": "One per visit",
-            "rule": rule or {"type": "every_checkin"}, "per_user_limit": 100, "total_limit": 1000,
-            "redeem_within_minutes": 60, **overrides}
+    return {
+        "title": "Free cinnamon bun",
+        "description": "With any coffee",
+        "terms": "One per visit",
+        "rule": rule or {"type": "every_checkin"},
+        "per_user_limit": 100,
+        "total_limit": 1000,
+        "redeem_within_minutes": 60,
+        **overrides,
+    }
 
 
 @pytest.fixture(scope="session")

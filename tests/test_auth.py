@@ -38,8 +38,14 @@ def _b64(data: bytes) -> str:
 
 def _claims(settings, **overrides) -> dict:
     now = int(time.time())
-    claims = {"sub": f"user-{uuid.uuid4().hex[:8]}", "role": "app_user", "iat": now, "exp": now + 600,
-              "aud": settings.jwt_audience, "iss": settings.jwt_issuer}
+    claims = {
+        "sub": f"user-{uuid.uuid4().hex[:8]}",
+        "role": "app_user",
+        "iat": now,
+        "exp": now + 600,
+        "aud": settings.jwt_audience,
+        "iss": settings.jwt_issuer,
+    }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not DROP}
 
@@ -47,15 +53,19 @@ def _claims(settings, **overrides) -> dict:
 def _hmac_by_hand(claims: dict, secret: bytes, alg: str = "HS256", header: dict | None = None) -> str:
     """HMAC-signed without PyJWT, which refuses a PEM key as a secret and warns on short keys."""
     digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[alg]
-    signing_input = f"{_b64(json.dumps(header or {'alg': alg, 'typ': 'JWT'}).encode())}." \
-                    f"{_b64(json.dumps(claims).encode())}"
+    signing_input = (
+        f"{_b64(json.dumps(header or {'alg': alg, 'typ': 'JWT'}).encode())}.{_b64(json.dumps(claims).encode())}"
+    )
     return f"{signing_input}.{_b64(hmac.new(secret, signing_input.encode(), digest).digest())}"
 
 
 def _rsa_key() -> tuple[rsa.RSAPrivateKey, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return key, pem
 
 
@@ -65,6 +75,7 @@ def _bearer(token: str) -> dict[str, str]:
 
 # --- tokens over HTTP ----------------------------------------------------------------------
 
+
 def test_a_good_token_is_accepted(http, settings):
     token = jwt.encode(_claims(settings), settings.jwt_secret, algorithm="HS256")
     r = http.get("/v1/me/offers", headers=_bearer(token))
@@ -73,8 +84,12 @@ def test_a_good_token_is_accepted(http, settings):
 
 
 def test_missing_or_malformed_header_is_missing_token(http):
-    for headers in ({}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer"},
-                    {"Authorization": "Token abc"}):
+    for headers in (
+        {},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Token abc"},
+    ):
         r = http.get("/v1/me/offers", headers=headers)
         assert_problem(r, 401, "missing_token")
         assert r.headers["www-authenticate"] == "Bearer", headers
@@ -101,13 +116,15 @@ FORGERIES = {
     "alg none": lambda secret, c: _unsigned({"alg": "none", "typ": "JWT"}, c),
     "alg NONE": lambda secret, c: _unsigned({"alg": "NONE", "typ": "JWT"}, c),
     "alg none with a signature": lambda secret, c: _unsigned(
-        {"alg": "none"}, c, jwt.encode(c, secret, algorithm="HS256").split(".")[2]),
+        {"alg": "none"}, c, jwt.encode(c, secret, algorithm="HS256").split(".")[2]
+    ),
     "no alg": lambda secret, c: _hmac_by_hand(c, secret.encode(), header={"typ": "JWT"}),
     "rs256": lambda secret, c: jwt.encode(c, _rsa_key()[0], algorithm="RS256"),
     "es256": lambda secret, c: jwt.encode(c, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256"),
     "hs256 keyed with a public key pem": lambda secret, c: _hmac_by_hand(c, _rsa_key()[1].encode()),
     "hs256 with another secret": lambda secret, c: jwt.encode(
-        c, "another-secret-of-at-least-32-bytes!!", algorithm="HS256"),
+        c, "another-secret-of-at-least-32-bytes!!", algorithm="HS256"
+    ),
     "payload changed after signing": _tampered,
     "signature stripped": lambda secret, c: jwt.encode(c, secret, algorithm="HS256").rsplit(".", 1)[0] + ".",
     "two parts": lambda secret, c: jwt.encode(c, secret, algorithm="HS256").rsplit(".", 1)[0],
@@ -173,9 +190,11 @@ def test_missing_or_mistyped_claims_are_refused(http, settings, case):
 
 def test_expiry_within_the_leeway_and_an_audience_list_are_accepted(http, settings):
     now = int(time.time())
-    for overrides in ({"exp": now - settings.jwt_leeway_s // 2, "iat": now - 3600},
-                      {"aud": ["someone-else", settings.jwt_audience]},
-                      {"exp": float(now + 600), "iat": float(now)}):
+    for overrides in (
+        {"exp": now - settings.jwt_leeway_s // 2, "iat": now - 3600},
+        {"aud": ["someone-else", settings.jwt_audience]},
+        {"exp": float(now + 600), "iat": float(now)},
+    ):
         token = _hmac_by_hand(_claims(settings, **overrides), settings.jwt_secret.encode())
         r = http.get("/v1/me/offers", headers=_bearer(token))
         assert r.status_code == 200, (overrides, r.text)
@@ -194,19 +213,31 @@ ADMIN = {"merchant_admin"}
 READERS = {"merchant_admin", "merchant_staff", "marketer"}
 # (method, path, body, the merchant roles allowed): every other role gets 403.
 MERCHANT_ENDPOINTS = [
-    ("POST", "/v1/venues", {"name": "x", "timezone": "UTC",
-                            "geofence": {"type": "Circle", "center": [10, 60], "radius_m": 50}}, ADMIN),
+    (
+        "POST",
+        "/v1/venues",
+        {"name": "x", "timezone": "UTC", "geofence": {"type": "Circle", "center": [10, 60], "radius_m": 50}},
+        ADMIN,
+    ),
     ("GET", "/v1/venues", None, READERS),
     ("GET", f"/v1/venues/{ANY_ID}", None, READERS),
     ("PATCH", f"/v1/venues/{ANY_ID}", {"name": "y"}, ADMIN),
     ("DELETE", f"/v1/venues/{ANY_ID}", None, ADMIN),
-    ("POST", "/v1/campaigns", {"name": "c", "venue_ids": [ANY_ID], "starts_at": "2030-01-01T00:00:00Z",
-                               "ends_at": "2030-02-01T00:00:00Z"}, ADMIN),
+    (
+        "POST",
+        "/v1/campaigns",
+        {"name": "c", "venue_ids": [ANY_ID], "starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-02-01T00:00:00Z"},
+        ADMIN,
+    ),
     ("GET", "/v1/campaigns", None, READERS),
     ("GET", f"/v1/campaigns/{ANY_ID}", None, READERS),
     ("PATCH", f"/v1/campaigns/{ANY_ID}", {"name": "d"}, ADMIN),
-    ("POST", f"/v1/campaigns/{ANY_ID}/offers", {"title": "t", "description": "d", "terms": "t",
-                                                 "rule": {"type": "every_checkin"}, "total_limit": 1}, ADMIN),
+    (
+        "POST",
+        f"/v1/campaigns/{ANY_ID}/offers",
+        {"title": "t", "description": "d", "terms": "t", "rule": {"type": "every_checkin"}, "total_limit": 1},
+        ADMIN,
+    ),
     ("POST", f"/v1/campaigns/{ANY_ID}/activate", None, ADMIN),
     ("POST", f"/v1/campaigns/{ANY_ID}/pause", None, ADMIN),
     ("POST", f"/v1/campaigns/{ANY_ID}/end", None, ADMIN),
@@ -225,8 +256,12 @@ def test_every_endpoint_is_in_the_role_tables():
     """A new endpoint must say who may call it here before it ships."""
     from api.main import app
 
-    documented = {(method.upper(), re.sub(r"\{[a-z_]+\}", ANY_ID, path))
-                  for path, item in app.openapi()["paths"].items() if path.startswith("/v1/") for method in item}
+    documented = {
+        (method.upper(), re.sub(r"\{[a-z_]+\}", ANY_ID, path))
+        for path, item in app.openapi()["paths"].items()
+        if path.startswith("/v1/")
+        for method in item
+    }
     tested = {(e[0], e[1].split("?")[0]) for e in MERCHANT_ENDPOINTS + APP_ENDPOINTS} | {("POST", "/v1/merchants")}
     assert documented == tested
 
@@ -286,8 +321,9 @@ def test_only_merchant_admins_write_venues_while_staff_and_marketers_read(world)
     for headers in (m.staff, m.marketer):
         body = {"name": "x", "timezone": "UTC", "geofence": {"type": "Circle", "center": [1, 1], "radius_m": 50}}
         assert_problem(world.http.post("/v1/venues", json=body, headers=headers), 403, "forbidden_role")
-        assert_problem(world.http.patch(f"/v1/venues/{venue['id']}", json={"name": "z"}, headers=headers),
-                       403, "forbidden_role")
+        assert_problem(
+            world.http.patch(f"/v1/venues/{venue['id']}", json={"name": "z"}, headers=headers), 403, "forbidden_role"
+        )
         assert_problem(world.http.delete(f"/v1/venues/{venue['id']}", headers=headers), 403, "forbidden_role")
         r = world.http.get(f"/v1/venues/{venue['id']}", headers=headers)
         assert r.status_code == 200, r.text
@@ -298,11 +334,17 @@ def test_only_merchant_admins_write_venues_while_staff_and_marketers_read(world)
 
 # --- settings ------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def no_key_env(monkeypatch):
     """Settings built from arguments only, not from the test suite's CHECKIN_JWT_* variables."""
-    for name in ("CHECKIN_JWT_SECRET", "CHECKIN_JWT_PUBLIC_KEY", "CHECKIN_JWKS_URL", "CHECKIN_JWT_ALGORITHM",
-                 "CHECKIN_ENV"):
+    for name in (
+        "CHECKIN_JWT_SECRET",
+        "CHECKIN_JWT_PUBLIC_KEY",
+        "CHECKIN_JWKS_URL",
+        "CHECKIN_JWT_ALGORITHM",
+        "CHECKIN_ENV",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -344,8 +386,12 @@ def test_hmac_and_public_key_algorithms_never_mix(no_key_env):
 
 
 def test_a_public_key_that_does_not_fit_the_algorithm_is_refused(no_key_env):
-    ec_pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    ec_pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     with pytest.raises(ValidationError, match="not a RS256 key"):
         Settings(jwt_public_key=ec_pem)  # RS256 by default
     with pytest.raises(ValidationError, match="not a RS256 key"):
@@ -381,15 +427,24 @@ def test_an_rs256_deployment_accepts_rs256_and_refuses_key_confusion(no_key_env)
         "rs256 expired": jwt.encode(claims | {"exp": int(time.time()) - 3600}, key, algorithm="RS256"),
         "rs256 wrong aud": jwt.encode(claims | {"aud": "elsewhere"}, key, algorithm="RS256"),
     }
-    assert {case: _verdict(token, settings) for case, token in refused.items()} == \
-        dict.fromkeys(refused, "invalid_token")
+    assert {case: _verdict(token, settings) for case, token in refused.items()} == dict.fromkeys(
+        refused, "invalid_token"
+    )
 
 
 # --- the token command -----------------------------------------------------------------------
 
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(CLI), "token", *args], capture_output=True, text=True, env=dict(os.environ),
-                          cwd=ROOT, timeout=60, check=False)
+    return subprocess.run(
+        [str(CLI), "token", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_the_token_command_prints_a_token_that_verifies(world, settings):

@@ -15,8 +15,13 @@ from tests.factories import offer_body
 
 def campaign_body(venues: list[str], **overrides) -> dict:
     now = datetime.now(UTC)
-    return {"name": "Spring", "venue_ids": venues, "starts_at": now.isoformat(),
-            "ends_at": (now + timedelta(days=30)).isoformat(), **overrides}
+    return {
+        "name": "Spring",
+        "venue_ids": venues,
+        "starts_at": now.isoformat(),
+        "ends_at": (now + timedelta(days=30)).isoformat(),
+        **overrides,
+    }
 
 
 def create(world, merchant, venues: list[str], **overrides):
@@ -39,18 +44,21 @@ def test_create_is_a_draft_with_measurement_defaults(world):
     assert world.http.get(f"/v1/campaigns/{body['id']}", headers=m.admin).json() == body
 
 
-@pytest.mark.parametrize(("overrides", "field"), [
-    ({"holdout_percent": 51}, "holdout_percent"),
-    ({"holdout_percent": -1}, "holdout_percent"),
-    ({"attribution_days": 0}, "attribution_days"),
-    ({"attribution_days": 91}, "attribution_days"),
-    ({"venue_ids": []}, "venue_ids"),
-    ({"name": ""}, "name"),
-    ({"name": "Spring\u0000"}, "name"),  # PostgreSQL text cannot hold NUL
-    ({"starts_at": "2026-05-01T10:00:00"}, "starts_at"),  # no time zone
-    ({"status": "active"}, "status"),
-    ({"merchant_id": str(uuid.uuid4())}, "merchant_id"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"holdout_percent": 51}, "holdout_percent"),
+        ({"holdout_percent": -1}, "holdout_percent"),
+        ({"attribution_days": 0}, "attribution_days"),
+        ({"attribution_days": 91}, "attribution_days"),
+        ({"venue_ids": []}, "venue_ids"),
+        ({"name": ""}, "name"),
+        ({"name": "Spring\u0000"}, "name"),  # PostgreSQL text cannot hold NUL
+        ({"starts_at": "2026-05-01T10:00:00"}, "starts_at"),  # no time zone
+        ({"status": "active"}, "status"),
+        ({"merchant_id": str(uuid.uuid4())}, "merchant_id"),
+    ],
+)
 def test_invalid_campaigns_are_422(world, overrides, field):
     m = world.merchant()
     r = create(world, m, [world.venue(m)["id"]], **overrides)
@@ -104,9 +112,13 @@ def test_only_merchant_admins_create_and_change(world):
 def test_an_offer_is_created_with_its_rule_and_budget(world):
     m = world.merchant()
     campaign = world.campaign(m, [world.venue(m)["id"]], [], activate=False)
-    offer = offer_body(rule={"type": "nth_checkin", "n": 5}, per_user_limit=2, total_limit=50,
-                       redeem_within_minutes=30,
-                       schedule={"weekdays": [5, 1], "windows": [{"start": "22:00", "end": "02:00"}]})
+    offer = offer_body(
+        rule={"type": "nth_checkin", "n": 5},
+        per_user_limit=2,
+        total_limit=50,
+        redeem_within_minutes=30,
+        schedule={"weekdays": [5, 1], "windows": [{"start": "22:00", "end": "02:00"}]},
+    )
     r = world.http.post(f"/v1/campaigns/{campaign['id']}/offers", json=offer, headers=m.admin)
     assert r.status_code == 201, r.text
     body = r.json()
@@ -121,30 +133,36 @@ def test_an_offer_is_created_with_its_rule_and_budget(world):
 def test_a_flash_offers_budget_is_its_first_n(world):
     m = world.merchant()
     campaign = world.campaign(m, [world.venue(m)["id"]], [], activate=False)
-    r = world.http.post(f"/v1/campaigns/{campaign['id']}/offers", headers=m.admin,
-                        json=offer_body(rule={"type": "flash", "first_n": 7}, total_limit=1000))
+    r = world.http.post(
+        f"/v1/campaigns/{campaign['id']}/offers",
+        headers=m.admin,
+        json=offer_body(rule={"type": "flash", "first_n": 7}, total_limit=1000),
+    )
     assert r.status_code == 201 and r.json()["remaining"] == 7
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"rule": None}, "rule"),
-    ({"rule": {"type": "any_visit"}}, "rule"),
-    ({"rule": {"type": "nth_checkin"}}, "rule.nth_checkin.n"),
-    ({"rule": {"type": "nth_checkin", "n": 1}}, "rule.nth_checkin.n"),
-    ({"rule": {"type": "group", "min_people": 1, "within_minutes": 10}}, "rule.group.min_people"),
-    ({"rule": {"type": "every_checkin", "n": 2}}, "rule.every_checkin.n"),
-    ({"title": "Free\u0000bun"}, "title"),
-    ({"terms": "\u0000"}, "terms"),
-    ({"total_limit": 0}, "total_limit"),
-    ({"per_user_limit": 0}, "per_user_limit"),
-    ({"redeem_within_minutes": 0}, "redeem_within_minutes"),
-    ({"schedule": {"windows": [{"start": "10:00", "end": "10:00"}]}}, "schedule.windows.0"),
-    ({"schedule": {"weekdays": [0]}}, "schedule.weekdays.0"),
-    ({"schedule": {"weekdays": [1, 1]}}, "schedule.weekdays"),
-    ({"schedule": {"windows": [{"start": "25:00", "end": "10:00"}]}}, "schedule.windows.0.start"),
-    ({"schedule": {"windows": [{"start": "09:00:30", "end": "10:00"}]}}, "schedule.windows.0.start"),
-    ({"schedule": {"windows": [{"start": "09:00", "end": "10:00+02:00"}]}}, "schedule.windows.0.end"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"rule": None}, "rule"),
+        ({"rule": {"type": "any_visit"}}, "rule"),
+        ({"rule": {"type": "nth_checkin"}}, "rule.nth_checkin.n"),
+        ({"rule": {"type": "nth_checkin", "n": 1}}, "rule.nth_checkin.n"),
+        ({"rule": {"type": "group", "min_people": 1, "within_minutes": 10}}, "rule.group.min_people"),
+        ({"rule": {"type": "every_checkin", "n": 2}}, "rule.every_checkin.n"),
+        ({"title": "Free\u0000bun"}, "title"),
+        ({"terms": "\u0000"}, "terms"),
+        ({"total_limit": 0}, "total_limit"),
+        ({"per_user_limit": 0}, "per_user_limit"),
+        ({"redeem_within_minutes": 0}, "redeem_within_minutes"),
+        ({"schedule": {"windows": [{"start": "10:00", "end": "10:00"}]}}, "schedule.windows.0"),
+        ({"schedule": {"weekdays": [0]}}, "schedule.weekdays.0"),
+        ({"schedule": {"weekdays": [1, 1]}}, "schedule.weekdays"),
+        ({"schedule": {"windows": [{"start": "25:00", "end": "10:00"}]}}, "schedule.windows.0.start"),
+        ({"schedule": {"windows": [{"start": "09:00:30", "end": "10:00"}]}}, "schedule.windows.0.start"),
+        ({"schedule": {"windows": [{"start": "09:00", "end": "10:00+02:00"}]}}, "schedule.windows.0.end"),
+    ],
+)
 def test_invalid_offers_are_422_and_an_offer_needs_a_rule(world, db, change, field):
     m = world.merchant()
     campaign = world.campaign(m, [world.venue(m)["id"]], [], activate=False)
@@ -159,8 +177,11 @@ def test_the_database_refuses_an_offer_without_a_rule(world, db):
     m = world.merchant()
     campaign = world.campaign(m, [world.venue(m)["id"]], [], activate=False)
     with pytest.raises(psycopg.errors.CheckViolation):
-        db.execute("INSERT INTO offers (campaign_id, title, description, terms, rule, per_user_limit, total_limit, "
-                   "redeem_within_minutes) VALUES (%s, 't', 'd', 't', '{}', 1, 1, 1)", (campaign["id"],))
+        db.execute(
+            "INSERT INTO offers (campaign_id, title, description, terms, rule, per_user_limit, total_limit, "
+            "redeem_within_minutes) VALUES (%s, 't', 'd', 't', '{}', 1, 1, 1)",
+            (campaign["id"],),
+        )
 
 
 def test_offers_of_another_merchants_campaign_are_404(world):
@@ -212,8 +233,10 @@ def test_a_draft_can_end_and_an_empty_or_expired_campaign_cannot_start(world, db
     assert (r.status_code, r.json()["code"]) == (409, "no_offers")
 
     over = world.campaign(m, [venue], activate=False)
-    db.execute("UPDATE campaigns SET starts_at = now() - interval '2 days', ends_at = now() - interval '1 day' "
-               "WHERE id = %s", (over["id"],))  # test data: a campaign whose time has passed
+    db.execute(
+        "UPDATE campaigns SET starts_at = now() - interval '2 days', ends_at = now() - interval '1 day' WHERE id = %s",
+        (over["id"],),
+    )  # test data: a campaign whose time has passed
     r = world.http.post(f"/v1/campaigns/{over['id']}/activate", headers=m.admin)
     assert (r.status_code, r.json()["code"]) == (409, "campaign_over")
 
@@ -240,15 +263,15 @@ def test_get_and_list_are_scoped_to_the_merchant(world):
     assert world.http.get(f"/v1/campaigns/{uuid.uuid4()}", headers=m.admin).status_code == 404
     listed, cursor = [], None
     while True:  # two per page: the cursor walks all of them
-        page = world.http.get("/v1/campaigns", params={"limit": 2, **({"cursor": cursor} if cursor else {})},
-                              headers=m.staff).json()
+        page = world.http.get(
+            "/v1/campaigns", params={"limit": 2, **({"cursor": cursor} if cursor else {})}, headers=m.staff
+        ).json()
         listed += [c["id"] for c in page["items"]]
         cursor = page["next_cursor"]
         if cursor is None:
             break
     assert sorted(listed) == sorted(mine)
-    assert [c["id"] for c in world.http.get("/v1/campaigns", headers=other.marketer).json()["items"]] == [
-        theirs["id"]]
+    assert [c["id"] for c in world.http.get("/v1/campaigns", headers=other.marketer).json()["items"]] == [theirs["id"]]
 
 
 # Changing a campaign
@@ -258,8 +281,11 @@ def test_a_draft_can_change_anything(world):
     m = world.merchant()
     a, b, c = (world.venue(m)["id"] for _ in range(3))
     campaign = world.campaign(m, [a, b], activate=False)
-    r = world.http.patch(f"/v1/campaigns/{campaign['id']}", headers=m.admin,
-                         json={"holdout_percent": 25, "attribution_days": 30, "venue_ids": [b, c], "name": "Renamed"})
+    r = world.http.patch(
+        f"/v1/campaigns/{campaign['id']}",
+        headers=m.admin,
+        json={"holdout_percent": 25, "attribution_days": 30, "venue_ids": [b, c], "name": "Renamed"},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["holdout_percent"], body["attribution_days"], body["name"]) == (25, 30, "Renamed")
@@ -287,8 +313,12 @@ def test_patch_validation(world):
     m, other = world.merchant(), world.merchant("Other")
     campaign = world.campaign(m, [world.venue(m)["id"]], activate=False)
     url = f"/v1/campaigns/{campaign['id']}"
-    for change, field in (({"holdout_percent": None}, "holdout_percent"), ({"holdout_percent": 60}, "holdout_percent"),
-                          ({"venue_ids": [world.venue(other)["id"]]}, "venue_ids"), ({"status": "active"}, "status")):
+    for change, field in (
+        ({"holdout_percent": None}, "holdout_percent"),
+        ({"holdout_percent": 60}, "holdout_percent"),
+        ({"venue_ids": [world.venue(other)["id"]]}, "venue_ids"),
+        ({"status": "active"}, "status"),
+    ):
         r = world.http.patch(url, json=change, headers=m.admin)
         assert r.status_code == 422 and field in fields_of(r), r.text
     assert world.http.patch(url, json={"name": "x"}, headers=other.admin).status_code == 404

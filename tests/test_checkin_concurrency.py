@@ -36,6 +36,7 @@ def no_cool_down(monkeypatch, settings):
 
 def parallel(base_url: str, requests: list[tuple[dict, dict]]) -> list[httpx.Response]:
     """POST every (headers, body) to /v1/checkins at once, each on its own connection."""
+
     def send(request: tuple[dict, dict]) -> httpx.Response:
         headers, body = request
         with httpx.Client(base_url=base_url, timeout=60) as client:
@@ -46,13 +47,13 @@ def parallel(base_url: str, requests: list[tuple[dict, dict]]) -> list[httpx.Res
 
 
 def at(point: tuple[float, float], **extra) -> dict:
-    return {"lon": point[0], "lat": point[1], "accuracy_m": 10, "observed_at": datetime.now(UTC).isoformat(),
-            **extra}
+    return {"lon": point[0], "lat": point[1], "accuracy_m": 10, "observed_at": datetime.now(UTC).isoformat(), **extra}
 
 
 def budget_left(db, offer_id: str) -> int:
-    return db.execute("SELECT sum(remaining) AS n FROM offer_budget_shards WHERE offer_id = %s",
-                      (offer_id,)).fetchone()["n"]
+    return db.execute(
+        "SELECT sum(remaining) AS n FROM offer_budget_shards WHERE offer_id = %s", (offer_id,)
+    ).fetchone()["n"]
 
 
 def test_forty_users_at_once_against_a_budget_of_seven(world, db, base_url):
@@ -77,13 +78,13 @@ def test_forty_users_at_once_against_a_budget_of_seven(world, db, base_url):
 def test_flash_first_five_of_thirty_at_once(world, db, base_url):
     m = world.merchant()
     venue = world.venue(m)
-    campaign = world.campaign(m, [venue["id"]], [offer_body(rule={"type": "flash", "first_n": 5},
-                                                            total_limit=1000)])
+    campaign = world.campaign(m, [venue["id"]], [offer_body(rule={"type": "flash", "first_n": 5}, total_limit=1000)])
     offer_id = campaign["offers"][0]["id"]
     responses = parallel(base_url, [(world.user(), at(venue["center"])) for _ in range(30)])
     assert sum(len(r.json()["unlocked"]) for r in responses) == 5
-    winners = db.execute("SELECT count(DISTINCT user_id) AS users, count(*) AS n FROM unlocks WHERE offer_id = %s",
-                         (offer_id,)).fetchone()
+    winners = db.execute(
+        "SELECT count(DISTINCT user_id) AS users, count(*) AS n FROM unlocks WHERE offer_id = %s", (offer_id,)
+    ).fetchone()
     assert (winners["users"], winners["n"]) == (5, 5)
     assert budget_left(db, offer_id) == 0
 
@@ -100,11 +101,17 @@ def test_one_user_at_once_never_exceeds_the_per_user_limit(world, db, base_url, 
     assert [r.status_code for r in responses] == [201] * 20
     assert all(r.json()["status"] == "accepted" for r in responses)
     assert sum(len(r.json()["unlocked"]) for r in responses) == 3
-    row = db.execute("SELECT count(*) AS n, count(DISTINCT code) AS codes FROM unlocks WHERE user_id = %s",
-                     (sub,)).fetchone()
+    row = db.execute(
+        "SELECT count(*) AS n, count(DISTINCT code) AS codes FROM unlocks WHERE user_id = %s", (sub,)
+    ).fetchone()
     assert (row["n"], row["codes"]) == (3, 3)
-    assert db.execute("SELECT unlocks FROM user_offer_unlocks WHERE user_id = %s AND offer_id = %s",
-                      (sub, campaign["offers"][0]["id"])).fetchone()["unlocks"] == 3
+    assert (
+        db.execute(
+            "SELECT unlocks FROM user_offer_unlocks WHERE user_id = %s AND offer_id = %s",
+            (sub, campaign["offers"][0]["id"]),
+        ).fetchone()["unlocks"]
+        == 3
+    )
 
 
 def test_one_user_at_once_inside_the_cool_down_is_accepted_once(world, db, base_url, monkeypatch, settings):
@@ -145,9 +152,10 @@ def all_at_once(database_url: str, db, count: int) -> Iterator[ThreadPoolExecuto
 
 
 def _waiting_on_exposures(db) -> int:
-    return db.execute("SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND relation = 'exposures'::regclass "
-                      "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                      ).fetchone()["n"]
+    return db.execute(
+        "SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND relation = 'exposures'::regclass "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    ).fetchone()["n"]
 
 
 def send(base_url: str, headers: dict, body: dict) -> httpx.Response:
@@ -158,8 +166,11 @@ def send(base_url: str, headers: dict, body: dict) -> httpx.Response:
 def test_a_group_arriving_at_once_completes(world, db, base_url, database_url):
     m = world.merchant()
     venue = world.venue(m)
-    campaign = world.campaign(m, [venue["id"]], [offer_body(
-        rule={"type": "group", "min_people": 3, "within_minutes": 60}, per_user_limit=1, total_limit=1000)])
+    campaign = world.campaign(
+        m,
+        [venue["id"]],
+        [offer_body(rule={"type": "group", "min_people": 3, "within_minutes": 60}, per_user_limit=1, total_limit=1000)],
+    )
     subs = [f"user-{uuid.uuid4().hex[:12]}" for _ in range(3)]
     with all_at_once(database_url, db, 3) as pool:
         futures = [pool.submit(send, base_url, world.user(sub), at(venue["center"])) for sub in subs]
@@ -189,5 +200,3 @@ def test_top_visitors_tied_and_arriving_at_once_crown_one(world, db, base_url, d
     responses = [f.result() for f in futures]
 
     assert sorted(len(r.json()["unlocked"]) for r in responses) == [0, 1]  # two days each: strictly top is one
-
-

@@ -45,8 +45,13 @@ def post(world, user, body: dict, key: str | None):
 
 
 def body_at(venue: dict, **extra) -> dict:
-    return {"lon": venue["center"][0], "lat": venue["center"][1], "accuracy_m": 10,
-            "observed_at": datetime.now(UTC).isoformat(), **extra}
+    return {
+        "lon": venue["center"][0],
+        "lat": venue["center"][1],
+        "accuracy_m": 10,
+        "observed_at": datetime.now(UTC).isoformat(),
+        **extra,
+    }
 
 
 def test_a_replay_returns_the_same_bytes_and_changes_nothing(world, db, venue):
@@ -69,8 +74,10 @@ def test_the_same_values_written_differently_are_the_same_request(world, db, ven
     key = str(uuid.uuid4())
     at = datetime.now(UTC).replace(microsecond=0)
     first = post(world, user, body_at(venue, observed_at=at.isoformat()), key)
-    written_differently = [at.isoformat().replace("+00:00", "Z"),
-                           at.astimezone(timezone(timedelta(hours=2))).isoformat()]
+    written_differently = [
+        at.isoformat().replace("+00:00", "Z"),
+        at.astimezone(timezone(timedelta(hours=2))).isoformat(),
+    ]
     for observed_at in written_differently:
         again = post(world, user, body_at(venue, observed_at=observed_at), key)
         assert (again.status_code, again.content) == (201, first.content)
@@ -116,8 +123,7 @@ def test_a_missing_key_is_400_and_stores_nothing(world, db, venue):
 @pytest.mark.parametrize("key", ["", "with space", "x" * 201, "ключ"])
 def test_a_malformed_key_is_422(world, db, venue, key):
     sub, user = new_user(world)
-    r = world.http.post("/v1/checkins", json=body_at(venue),
-                        headers={**user, "Idempotency-Key": key.encode()})
+    r = world.http.post("/v1/checkins", json=body_at(venue), headers={**user, "Idempotency-Key": key.encode()})
     assert r.status_code == 422, r.text
     assert r.json()["code"] == "validation_error"
     assert r.json()["errors"][0]["field"] == "Idempotency-Key"
@@ -180,7 +186,9 @@ def _wait_until_blocked(db, sub: str) -> None:
     while datetime.now(UTC) < deadline:
         waiting = db.execute(
             "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-            "AND (classid::bigint << 32 | objid::bigint) = hashtextextended(%s, 0)", (sub,)).fetchone()["n"]
+            "AND (classid::bigint << 32 | objid::bigint) = hashtextextended(%s, 0)",
+            (sub,),
+        ).fetchone()["n"]
         if waiting:
             return
         threading.Event().wait(0.02)

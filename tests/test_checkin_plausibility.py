@@ -166,7 +166,8 @@ def test_gps_noise_inside_the_accuracy_circles_is_never_too_fast(world):
     now = datetime.now(UTC)
     # 170 m apart in one second, but both fixes have 90 m accuracy: the circles overlap
     assert checkin(world, user, a["center"], observed_at=now - timedelta(seconds=1), accuracy_m=90)["status"] == (
-        "accepted")
+        "accepted"
+    )
     assert checkin(world, user, b["center"], observed_at=now, accuracy_m=90)["status"] == "accepted"
 
 
@@ -188,8 +189,9 @@ def test_too_frequent_inside_the_cool_down_at_one_venue(world, db, settings):
 def test_stale_fix(world, db, settings):
     venue = open_venue(world)
     sub, user = new_user(world)
-    body = checkin(world, user, venue["center"],
-                   observed_at=datetime.now(UTC) - timedelta(seconds=settings.max_fix_age_s + 60))
+    body = checkin(
+        world, user, venue["center"], observed_at=datetime.now(UTC) - timedelta(seconds=settings.max_fix_age_s + 60)
+    )
     assert_rejected_and_recorded(db, sub, body, "stale")
     assert body["detail"]["age_s"] > settings.max_fix_age_s
     assert body["detail"]["max_age_s"] == settings.max_fix_age_s
@@ -226,8 +228,7 @@ def test_venue_mismatch_for_an_unknown_named_venue(world, db):
     assert db.execute("SELECT count(*) AS n FROM unlocks WHERE user_id = %s", (sub,)).fetchone()["n"] == 0
 
 
-@pytest.mark.parametrize(("extra", "signal"), [({"mocked": True}, "os_reported"),
-                                                ({"accuracy_m": 0}, "zero_accuracy")])
+@pytest.mark.parametrize(("extra", "signal"), [({"mocked": True}, "os_reported"), ({"accuracy_m": 0}, "zero_accuracy")])
 def test_mocked_location(world, db, extra, signal):
     venue = open_venue(world)
     sub, user = new_user(world)
@@ -235,7 +236,8 @@ def test_mocked_location(world, db, extra, signal):
     assert_rejected_and_recorded(db, sub, body, "mocked_location")
     assert body["detail"] == {"signal": signal}
     assert db.execute("SELECT mocked FROM checkins WHERE id = %s", (body["id"],)).fetchone()["mocked"] is (
-        extra.get("mocked"))
+        extra.get("mocked")
+    )
 
 
 def test_a_rejection_outside_any_campaign_is_still_recorded(world, db):
@@ -243,33 +245,43 @@ def test_a_rejection_outside_any_campaign_is_still_recorded(world, db):
     venue = world.venue(m)  # no campaign here
     sub, user = new_user(world)
     body = checkin(world, user, venue["center"], mocked=True)
-    events = db.execute("SELECT type, reason, campaign_id, venue_id FROM events WHERE checkin_id = %s",
-                        (body["id"],)).fetchall()
+    events = db.execute(
+        "SELECT type, reason, campaign_id, venue_id FROM events WHERE checkin_id = %s", (body["id"],)
+    ).fetchall()
     assert [(e["type"], e["reason"], e["campaign_id"], str(e["venue_id"])) for e in events] == [
-        ("checkin_rejected", "mocked_location", None, venue["id"])]
+        ("checkin_rejected", "mocked_location", None, venue["id"])
+    ]
 
 
 # Malformed input
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"lat": 91}, "lat"),
-    ({"lat": -90.5}, "lat"),
-    ({"lon": 180.01}, "lon"),
-    ({"accuracy_m": -1}, "accuracy_m"),
-    ({"observed_at": None}, "observed_at"),
-    ({"observed_at": "2026-05-04T12:00:00"}, "observed_at"),  # naive: no time zone
-    ({"observed_at": "yesterday"}, "observed_at"),
-    ({"venue_id": "not-a-uuid"}, "venue_id"),
-    ({"merchant_id": str(uuid.uuid4())}, "merchant_id"),  # unknown fields are refused
-    ({"lat": "north"}, "lat"),
-    ({"device_id": "pixel\u0000"}, "device_id"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"lat": 91}, "lat"),
+        ({"lat": -90.5}, "lat"),
+        ({"lon": 180.01}, "lon"),
+        ({"accuracy_m": -1}, "accuracy_m"),
+        ({"observed_at": None}, "observed_at"),
+        ({"observed_at": "2026-05-04T12:00:00"}, "observed_at"),  # naive: no time zone
+        ({"observed_at": "yesterday"}, "observed_at"),
+        ({"venue_id": "not-a-uuid"}, "venue_id"),
+        ({"merchant_id": str(uuid.uuid4())}, "merchant_id"),  # unknown fields are refused
+        ({"lat": "north"}, "lat"),
+        ({"device_id": "pixel\u0000"}, "device_id"),
+    ],
+)
 def test_malformed_check_ins_are_422_and_store_nothing(world, db, change, field):
     venue = open_venue(world)
     sub, user = new_user(world)
-    body = {"lon": venue["center"][0], "lat": venue["center"][1], "accuracy_m": 10,
-            "observed_at": datetime.now(UTC).isoformat(), **change}
+    body = {
+        "lon": venue["center"][0],
+        "lat": venue["center"][1],
+        "accuracy_m": 10,
+        "observed_at": datetime.now(UTC).isoformat(),
+        **change,
+    }
     body = {k: v for k, v in body.items() if v is not None}
     r = world.http.post("/v1/checkins", json=body, headers={**user, "Idempotency-Key": str(uuid.uuid4())})
     assert r.status_code == 422, r.text

@@ -59,8 +59,9 @@ def test_every_checkin_unlocks_each_accepted_visit_with_a_fresh_code(world, mult
     assert [len(b["unlocked"]) for b in bodies] == [1, 1]
     codes = [b["unlocked"][0]["code"] for b in bodies]
     assert all(CODE.match(c) for c in codes) and codes[0] != codes[1]
-    rows = db.execute("SELECT code, unlocked_at, expires_at, checkin_id FROM unlocks WHERE user_id = %s "
-                      "ORDER BY unlocked_at", (sub,)).fetchall()
+    rows = db.execute(
+        "SELECT code, unlocked_at, expires_at, checkin_id FROM unlocks WHERE user_id = %s ORDER BY unlocked_at", (sub,)
+    ).fetchall()
     assert [r["code"] for r in rows] == codes
     for row, body in zip(rows, bodies, strict=True):
         assert row["expires_at"] - row["unlocked_at"] == timedelta(minutes=45)
@@ -68,8 +69,14 @@ def test_every_checkin_unlocks_each_accepted_visit_with_a_fresh_code(world, mult
         assert str(row["checkin_id"]) == body["id"]
     offer = campaign["offers"][0]
     assert bodies[0]["unlocked"][0] | {"code": None, "unlock_id": None, "expires_at": None} == {
-        "offer_id": offer["id"], "title": offer["title"], "description": offer["description"],
-        "terms": offer["terms"], "code": None, "unlock_id": None, "expires_at": None}
+        "offer_id": offer["id"],
+        "title": offer["title"],
+        "description": offer["description"],
+        "terms": offer["terms"],
+        "code": None,
+        "unlock_id": None,
+        "expires_at": None,
+    }
 
 
 def test_codes_use_all_sixty_bits_of_crockford_base32(db):
@@ -100,15 +107,21 @@ def test_nth_checkin_unlocks_every_nth_visit_since_the_campaign_started(world, m
     cafe = world.venue(m)
     bakery = world.venue(m, center=near(cafe["center"], east_m=400))
     now = datetime.now(UTC)
-    world.campaign(m, [cafe["id"], bakery["id"]], [offer_body(rule={"type": "nth_checkin", "n": 3})],
-                   starts_at=now - timedelta(hours=3))
+    world.campaign(
+        m,
+        [cafe["id"], bakery["id"]],
+        [offer_body(rule={"type": "nth_checkin", "n": 3})],
+        starts_at=now - timedelta(hours=3),
+    )
     _, user = new_user(world)
     before_start = visit(world, user, cafe, now - timedelta(hours=4))
     assert before_start["unlocked"] == []
 
     places = [cafe, bakery, cafe, cafe, bakery, cafe, cafe]
-    results = [len(visit(world, user, place, now - timedelta(minutes=20 * (7 - i)))["unlocked"])
-               for i, place in enumerate(places)]
+    results = [
+        len(visit(world, user, place, now - timedelta(minutes=20 * (7 - i)))["unlocked"])
+        for i, place in enumerate(places)
+    ]
     assert results == [0, 0, 1, 0, 0, 1, 0]
 
 
@@ -125,8 +138,9 @@ def test_loyalty_unlocks_the_visit_that_reaches_the_count_inside_the_window(worl
 def test_flash_goes_to_the_first_n_distinct_users_each_once(world, multi_visit, db):
     m = world.merchant()
     venue = world.venue(m)
-    campaign = world.campaign(m, [venue["id"]], [offer_body(rule={"type": "flash", "first_n": 3},
-                                                            per_user_limit=5, total_limit=100)])
+    campaign = world.campaign(
+        m, [venue["id"]], [offer_body(rule={"type": "flash", "first_n": 3}, per_user_limit=5, total_limit=100)]
+    )
     now = datetime.now(UTC)
     users = [new_user(world)[1] for _ in range(5)]
     first = visit(world, users[0], venue, now - timedelta(minutes=30))
@@ -145,8 +159,9 @@ def test_group_unlocks_for_every_member_when_the_group_completes(world, multi_vi
     m = world.merchant()
     pub = world.venue(m)
     other_room = world.venue(m, center=near(pub["center"], east_m=500))
-    offer = offer_body(rule={"type": "group", "min_people": 3, "within_minutes": 30}, title="Round on the house",
-                       per_user_limit=1)
+    offer = offer_body(
+        rule={"type": "group", "min_people": 3, "within_minutes": 30}, title="Round on the house", per_user_limit=1
+    )
     campaign = world.campaign(m, [pub["id"], other_room["id"]], [offer])
     now = datetime.now(UTC)
     (a_sub, a), (b_sub, b), (c_sub, c), (_, d) = (new_user(world) for _ in range(4))
@@ -160,15 +175,18 @@ def test_group_unlocks_for_every_member_when_the_group_completes(world, multi_vi
     for sub, headers in ((a_sub, a), (b_sub, b)):
         wallet = world.http.get("/v1/me/offers", headers=headers).json()["items"]
         assert [(w["title"], w["status"], w["venue"]["id"]) for w in wallet] == [
-            ("Round on the house", "active", pub["id"])]
+            ("Round on the house", "active", pub["id"])
+        ]
         own_checkin = db.execute(
-            "SELECT u.checkin_id, c.user_id FROM unlocks u JOIN checkins c ON c.id = u.checkin_id "
-            "WHERE u.user_id = %s", (sub,)).fetchone()
+            "SELECT u.checkin_id, c.user_id FROM unlocks u JOIN checkins c ON c.id = u.checkin_id WHERE u.user_id = %s",
+            (sub,),
+        ).fetchone()
         assert own_checkin["user_id"] == sub  # each member's unlock points at their own check-in
     assert world.http.get("/v1/me/offers", headers=d).json()["items"] == []
     assert visit(world, a, pub, now)["unlocked"] == []  # a member does not unlock twice
-    unlocks = db.execute("SELECT user_id FROM unlocks WHERE campaign_id = %s ORDER BY user_id",
-                         (campaign["id"],)).fetchall()
+    unlocks = db.execute(
+        "SELECT user_id FROM unlocks WHERE campaign_id = %s ORDER BY user_id", (campaign["id"],)
+    ).fetchall()
     assert [u["user_id"] for u in unlocks] == sorted([a_sub, b_sub, c_sub])
 
 
@@ -181,8 +199,7 @@ def test_top_visitor_needs_strictly_the_most_distinct_local_days(world, multi_vi
     tz = "America/New_York"
     m = world.merchant()
     venue = world.venue(m, timezone=tz)
-    world.campaign(m, [venue["id"]], [offer_body(rule={"type": "top_visitor", "within_days": 30},
-                                                 per_user_limit=10)])
+    world.campaign(m, [venue["id"]], [offer_body(rule={"type": "top_visitor", "within_days": 30}, per_user_limit=10)])
     _, a = new_user(world)
     _, b = new_user(world)
     _, old_regular = new_user(world)
@@ -190,14 +207,14 @@ def test_top_visitor_needs_strictly_the_most_distinct_local_days(world, multi_vi
         visit(world, old_regular, venue, _local_noon(days_ago, tz))
 
     steps = [
-        (a, _local_noon(6, tz), 1),          # a: 1 day, nobody else in the window
-        (b, _local_noon(5, tz), 0),          # b: 1 day, tie with a
-        (b, _local_noon(4, tz), 1),          # b: 2 days > a's 1
-        (a, _local_noon(3, tz), 0),          # a: 2 days, tie with b
+        (a, _local_noon(6, tz), 1),  # a: 1 day, nobody else in the window
+        (b, _local_noon(5, tz), 0),  # b: 1 day, tie with a
+        (b, _local_noon(4, tz), 1),  # b: 2 days > a's 1
+        (a, _local_noon(3, tz), 0),  # a: 2 days, tie with b
         (b, _local_noon(2, tz, hour=9), 1),  # b: 3 days > 2
         (b, _local_noon(2, tz, hour=18), 1),  # the same local day again: still 3 > 2
-        (a, _local_noon(1, tz), 0),          # a: 3 days, tie
-        (a, datetime.now(UTC), 1),           # a: 4 days > 3
+        (a, _local_noon(1, tz), 0),  # a: 3 days, tie
+        (a, datetime.now(UTC), 1),  # a: 4 days > 3
     ]
     results = [len(visit(world, user, venue, at)["unlocked"]) for user, at, _ in steps]
     assert results == [expected for _, _, expected in steps]
@@ -215,8 +232,9 @@ def _zone_at_local_hour(hour: int, now: datetime) -> str:
 def _schedule_campaign(world, tz: str, schedules: dict[str, dict]) -> dict:
     m = world.merchant()
     venue = world.venue(m, timezone=tz)
-    world.campaign(m, [venue["id"]], [offer_body(title=title, schedule=schedule)
-                                      for title, schedule in schedules.items()])
+    world.campaign(
+        m, [venue["id"]], [offer_body(title=title, schedule=schedule) for title, schedule in schedules.items()]
+    )
     return venue
 
 
@@ -242,12 +260,15 @@ def test_schedule_windows_and_weekdays_in_the_venue_time_zone(world):
             "today only": {"weekdays": [today]},
             "not today": {"weekdays": [d for d in range(1, 8) if d != today]},
             "today in a window": {"weekdays": [today], "windows": [{"start": "00:00", "end": "23:59"}]},
-            "two windows": {"windows": [{"start": f"{hour + 2:02d}:00", "end": f"{hour + 3:02d}:00"},
-                                        {"start": f"{hour:02d}:00", "end": f"{hour + 1:02d}:00"}]},
+            "two windows": {
+                "windows": [
+                    {"start": f"{hour + 2:02d}:00", "end": f"{hour + 3:02d}:00"},
+                    {"start": f"{hour:02d}:00", "end": f"{hour + 1:02d}:00"},
+                ]
+            },
         }
 
-    assert _scheduled_titles(world, 12, schedules) == ["open window", "today in a window", "today only",
-                                                       "two windows"]
+    assert _scheduled_titles(world, 12, schedules) == ["open window", "today in a window", "today only", "two windows"]
 
 
 def test_a_window_past_midnight_covers_both_sides_and_belongs_to_the_day_it_starts(world):
@@ -255,8 +276,10 @@ def test_a_window_past_midnight_covers_both_sides_and_belongs_to_the_day_it_star
         today = local.isoweekday()
         return {
             "night, starting today": {"weekdays": [today], "windows": [{"start": "22:00", "end": "03:00"}]},
-            "night, starting yesterday": {"weekdays": [_iso(today - 1)],
-                                          "windows": [{"start": "22:00", "end": "03:00"}]},
+            "night, starting yesterday": {
+                "weekdays": [_iso(today - 1)],
+                "windows": [{"start": "22:00", "end": "03:00"}],
+            },
             "night, any day": {"windows": [{"start": "22:00", "end": "03:00"}]},
             "night ending at midnight": {"windows": [{"start": "22:00", "end": "00:00"}]},
             "early morning": {"windows": [{"start": "00:00", "end": "03:00"}]},
@@ -266,15 +289,20 @@ def test_a_window_past_midnight_covers_both_sides_and_belongs_to_the_day_it_star
         today = local.isoweekday()
         return {
             "night, starting today": {"weekdays": [today], "windows": [{"start": "22:00", "end": "03:00"}]},
-            "night, starting yesterday": {"weekdays": [_iso(today - 1)],
-                                          "windows": [{"start": "22:00", "end": "03:00"}]},
+            "night, starting yesterday": {
+                "weekdays": [_iso(today - 1)],
+                "windows": [{"start": "22:00", "end": "03:00"}],
+            },
             "night, any day": {"windows": [{"start": "22:00", "end": "03:00"}]},
             "night ending at one": {"windows": [{"start": "22:00", "end": "01:00"}]},
             "night starting at two": {"windows": [{"start": "02:00", "end": "01:00"}]},
         }
 
-    assert _scheduled_titles(world, 23, late_evening) == ["night ending at midnight", "night, any day",
-                                                          "night, starting today"]
+    assert _scheduled_titles(world, 23, late_evening) == [
+        "night ending at midnight",
+        "night, any day",
+        "night, starting today",
+    ]
     assert _scheduled_titles(world, 1, small_hours) == ["night, any day", "night, starting yesterday"]
 
 
@@ -282,10 +310,14 @@ def test_the_schedule_uses_the_venue_time_zone_not_utc(world):
     now = datetime.now(UTC)
     tz = _zone_at_local_hour((now.hour + 12) % 24, now)  # local time half a day away from UTC
     local_hour = now.astimezone(ZoneInfo(tz)).hour
-    venue = _schedule_campaign(world, tz, {
-        "local hour": {"windows": [{"start": f"{local_hour:02d}:00", "end": f"{(local_hour + 1) % 24:02d}:00"}]},
-        "utc hour": {"windows": [{"start": f"{now.hour:02d}:00", "end": f"{(now.hour + 1) % 24:02d}:00"}]},
-    })
+    venue = _schedule_campaign(
+        world,
+        tz,
+        {
+            "local hour": {"windows": [{"start": f"{local_hour:02d}:00", "end": f"{(local_hour + 1) % 24:02d}:00"}]},
+            "utc hour": {"windows": [{"start": f"{now.hour:02d}:00", "end": f"{(now.hour + 1) % 24:02d}:00"}]},
+        },
+    )
     assert unlocked_titles(visit(world, world.user(), venue, now)) == ["local hour"]
 
 
@@ -318,16 +350,25 @@ def test_campaign_status_and_dates_gate_unlocking(world, multi_visit):
 def test_wallet_shows_the_callers_unlocks_with_their_state(world, db):
     m = world.merchant()
     venue = world.venue(m, name="Tapperiet")
-    world.campaign(m, [venue["id"]], [offer_body(title="Coffee", redeem_within_minutes=1),
-                                      offer_body(title="Bun", redeem_within_minutes=60),
-                                      offer_body(title="Juice", redeem_within_minutes=60)])
+    world.campaign(
+        m,
+        [venue["id"]],
+        [
+            offer_body(title="Coffee", redeem_within_minutes=1),
+            offer_body(title="Bun", redeem_within_minutes=60),
+            offer_body(title="Juice", redeem_within_minutes=60),
+        ],
+    )
     sub, user = new_user(world)
     body = visit(world, user, venue)
     codes = {u["title"]: u["code"] for u in body["unlocked"]}
     assert set(codes) == {"Coffee", "Bun", "Juice"}
 
-    redeemed = world.http.post("/v1/redemptions", json={"code": codes["Juice"], "venue_id": venue["id"]},
-                               headers={**m.staff, "Idempotency-Key": str(uuid.uuid4())})
+    redeemed = world.http.post(
+        "/v1/redemptions",
+        json={"code": codes["Juice"], "venue_id": venue["id"]},
+        headers={**m.staff, "Idempotency-Key": str(uuid.uuid4())},
+    )
     assert redeemed.status_code == 201, redeemed.text
     # test data: the one-minute coffee code has run out
     db.execute("UPDATE unlocks SET expires_at = now() - interval '1 second' WHERE code = %s", (codes["Coffee"],))
@@ -342,7 +383,9 @@ def test_wallet_shows_the_callers_unlocks_with_their_state(world, db):
     assert by_title["Juice"]["redeemed_at"] is not None and by_title["Bun"]["redeemed_at"] is None
     stored = db.execute("SELECT code, expires_at FROM unlocks WHERE user_id = %s", (sub,)).fetchall()
     assert {r["code"]: r["expires_at"] for r in stored} == {
-        i["code"]: datetime.fromisoformat(i["expires_at"]) for i in items}
+        i["code"]: datetime.fromisoformat(i["expires_at"]) for i in items
+    }
     assert Counter(i["status"] for i in world.http.get("/v1/me/offers", headers=stranger).json()["items"]) == {
-        "active": 3}
+        "active": 3
+    }
     assert world.http.get("/v1/me/offers", headers=m.admin).status_code == 403

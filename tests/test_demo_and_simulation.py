@@ -28,12 +28,12 @@ DEMO_IDS = [m.id for m in MERCHANTS]
 SNAPSHOT_QUERIES = {
     "merchants": "SELECT * FROM merchants WHERE id = ANY(%(ids)s) ORDER BY id",
     "venues": "SELECT id, name, timezone, geofence, area_m2, updated_at FROM venues "
-              "WHERE merchant_id = ANY(%(ids)s) ORDER BY id",
+    "WHERE merchant_id = ANY(%(ids)s) ORDER BY id",
     "campaigns": "SELECT * FROM campaigns WHERE merchant_id = ANY(%(ids)s) ORDER BY id",
     "offers": "SELECT o.* FROM offers o JOIN campaigns c ON c.id = o.campaign_id "
-              "WHERE c.merchant_id = ANY(%(ids)s) ORDER BY o.id",
+    "WHERE c.merchant_id = ANY(%(ids)s) ORDER BY o.id",
     "campaign_venues": "SELECT cv.* FROM campaign_venues cv JOIN campaigns c ON c.id = cv.campaign_id "
-                       "WHERE c.merchant_id = ANY(%(ids)s) ORDER BY 1, 2",
+    "WHERE c.merchant_id = ANY(%(ids)s) ORDER BY 1, 2",
 }
 DEMO_ACTIVITY_QUERY = """
     SELECT count(*) AS checkins, count(DISTINCT (c.observed_at AT TIME ZONE 'UTC')::date) AS days,
@@ -45,8 +45,13 @@ DEMO_ACTIVITY_QUERY = """
 
 def _seed_demo(*flags: str, database_url: str | None = None) -> str:
     env = {**os.environ, **({"CHECKIN_DATABASE_URL": database_url} if database_url else {})}
-    done = subprocess.run([sys.executable, "-m", "checkin_offers.cli", "seed-demo", *flags], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "checkin_offers.cli", "seed-demo", *flags],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -92,8 +97,9 @@ def test_seed_demo_twice_changes_nothing(first_seed, db):
 
 @pytest.mark.parametrize("city,lat,lon", [("Europe/Oslo", 59.9139, 10.7522), ("Europe/Copenhagen", 55.6761, 12.5683)])
 def test_demo_venues_are_nearby_with_offers(first_seed, world, http, city, lat, lon):
-    response = http.get("/v1/venues/nearby", params={"lat": lat, "lon": lon, "radius_m": 5000, "limit": 100},
-                        headers=world.user())
+    response = http.get(
+        "/v1/venues/nearby", params={"lat": lat, "lon": lon, "radius_m": 5000, "limit": 100}, headers=world.user()
+    )
     assert response.status_code == 200, response.text
     found = {item["name"]: item for item in response.json()["items"]}
     expected = {v.name for m in MERCHANTS for v in m.venues if v.timezone == city}
@@ -104,8 +110,16 @@ def test_demo_venues_are_nearby_with_offers(first_seed, world, http, city, lat, 
 
 
 def test_a_short_history_agrees_with_the_campaign_stats(first_seed, base_url, settings, monkeypatch, world, http):
-    options = Options(base_url=base_url, users=40, history_days=3, seed=11, spoofers=3,
-                      offline_share=0.3, redeem_share=0.8, concurrency=8)
+    options = Options(
+        base_url=base_url,
+        users=40,
+        history_days=3,
+        seed=11,
+        spoofers=3,
+        offline_share=0.3,
+        redeem_share=0.8,
+        concurrency=8,
+    )
     # What CHECKIN_MAX_FIX_AGE_S in the server's environment would do; this server runs in the test process.
     monkeypatch.setattr(settings, "max_fix_age_s", required_fix_age_s(options.history_days))
     output = io.StringIO()
@@ -115,8 +129,10 @@ def test_a_short_history_agrees_with_the_campaign_stats(first_seed, base_url, se
     assert len(report.campaigns) == len(MERCHANTS)
     for campaign in report.campaigns:
         assert campaign.simulated == campaign.stats, f"{campaign.name}:\n{output.getvalue()}"
-    totals = {name: sum(c.simulated.get(name, 0) for c in report.campaigns)
-              for name in ("check-ins accepted", "exposed: treatment", "unlocks", "redemptions")}
+    totals = {
+        name: sum(c.simulated.get(name, 0) for c in report.campaigns)
+        for name in ("check-ins accepted", "exposed: treatment", "unlocks", "redemptions")
+    }
     assert all(totals.values()), totals
     traffic = report.traffic
     assert traffic.answered["stale"] == 0
@@ -129,8 +145,9 @@ def test_a_short_history_agrees_with_the_campaign_stats(first_seed, base_url, se
     start, end = report.history
     assert end - start == timedelta(days=options.history_days)
     coffee = next(c for c in report.campaigns if c.name == COFFEE.campaign)
-    stats = http.get(f"/v1/campaigns/{coffee.id}/stats",
-                     headers=world.headers("merchant_admin", merchant_id=str(COFFEE.id))).json()
+    stats = http.get(
+        f"/v1/campaigns/{coffee.id}/stats", headers=world.headers("merchant_admin", merchant_id=str(COFFEE.id))
+    ).json()
     days = {row["day"] for row in stats["by_day"] if row["checkins_accepted"]}
     assert len(days) >= 2
     assert all(start.date().isoformat() <= day <= end.date().isoformat() for day in days)

@@ -30,6 +30,7 @@ def fields(problem: dict) -> list[str]:
 
 # --- each status, as problem+json ------------------------------------------------------------
 
+
 def test_401_403_404_405_are_problems(world):
     assert_problem(world.http.get("/v1/venues"), 401, "missing_token")
     assert_problem(world.http.get("/v1/venues", headers=world.user()), 403, "forbidden_role")
@@ -86,8 +87,9 @@ def test_an_unexpected_failure_is_a_500_problem_that_reveals_nothing(http):
     try:
         r = http.get("/test-only/broken")
     finally:
-        app.router.routes[:] = [route for route in app.router.routes
-                                if getattr(route, "path", None) != "/test-only/broken"]
+        app.router.routes[:] = [
+            route for route in app.router.routes if getattr(route, "path", None) != "/test-only/broken"
+        ]
     body = assert_problem(r, 500, "internal_error")
     assert "safe to retry" in body["detail"]
     assert "secret" not in r.text and "RuntimeError" not in r.text
@@ -100,21 +102,37 @@ def test_an_unexpected_failure_is_a_500_problem_that_reveals_nothing(http):
 
 # --- unknown fields --------------------------------------------------------------------------
 
+
 def test_unknown_fields_are_refused_and_named(world):
     m = world.merchant()
     venue = world.venue(m)
     circle = {"type": "Circle", "center": list(world.spot()), "radius_m": 50}
     cases = [
-        ("POST", "/v1/venues", {"name": "x", "timezone": "UTC", "geofence": circle, "merchant_id": m.id},
-         m.admin, "merchant_id"),
+        (
+            "POST",
+            "/v1/venues",
+            {"name": "x", "timezone": "UTC", "geofence": circle, "merchant_id": m.id},
+            m.admin,
+            "merchant_id",
+        ),
         ("POST", "/v1/venues", {"name": "x", "timezone": "UTC", "geofence": circle, "owner": "me"}, m.admin, "owner"),
-        ("POST", "/v1/venues", {"name": "x", "timezone": "UTC", "geofence": circle | {"srid": 4326}}, m.admin,
-         "geofence.srid"),
+        (
+            "POST",
+            "/v1/venues",
+            {"name": "x", "timezone": "UTC", "geofence": circle | {"srid": 4326}},
+            m.admin,
+            "geofence.srid",
+        ),
         ("PATCH", f"/v1/venues/{venue['id']}", {"name": "y", "deleted_at": None}, m.admin, "deleted_at"),
         ("PATCH", f"/v1/venues/{venue['id']}", {"merchant_id": str(uuid.uuid4())}, m.admin, "merchant_id"),
         ("POST", "/v1/merchants", {"name": "x", "id": str(uuid.uuid4())}, world.headers("platform_admin"), "id"),
-        ("POST", "/v1/checkins", {"lat": 1, "lon": 1, "accuracy_m": 5, "observed_at": "2030-01-01T00:00:00Z",
-                                  "status": "accepted"}, world.user(), "status"),
+        (
+            "POST",
+            "/v1/checkins",
+            {"lat": 1, "lon": 1, "accuracy_m": 5, "observed_at": "2030-01-01T00:00:00Z", "status": "accepted"},
+            world.user(),
+            "status",
+        ),
     ]
     for method, path, body, headers, field in cases:
         r = world.http.request(method, path, json=body, headers={**headers, "Idempotency-Key": str(uuid.uuid4())})
@@ -127,6 +145,7 @@ def test_unknown_fields_are_refused_and_named(world):
 
 # --- body size -------------------------------------------------------------------------------
 
+
 def _oversized(settings) -> bytes:
     return b'{"name": "' + b"x" * settings.max_body_bytes + b'"}'
 
@@ -134,14 +153,18 @@ def _oversized(settings) -> bytes:
 def test_a_body_over_the_limit_is_413_before_it_is_parsed(world, settings):
     m = world.merchant()
     for headers in (m.admin, {}):  # before authentication, too
-        r = world.http.post("/v1/venues", content=_oversized(settings),
-                            headers={**headers, "Content-Type": "application/json"})
+        r = world.http.post(
+            "/v1/venues", content=_oversized(settings), headers={**headers, "Content-Type": "application/json"}
+        )
         body = assert_problem(r, 413, "payload_too_large")
         assert str(settings.max_body_bytes) in body["detail"]
         assert r.headers["connection"] == "close"  # the unread rest of the body is not a next request
     # not JSON at all: still 413, not 422, because nothing parsed it
-    r = world.http.post("/v1/venues", content=b"\xff" * (settings.max_body_bytes + 1),
-                        headers={**m.admin, "Content-Type": "application/json"})
+    r = world.http.post(
+        "/v1/venues",
+        content=b"\xff" * (settings.max_body_bytes + 1),
+        headers={**m.admin, "Content-Type": "application/json"},
+    )
     assert_problem(r, 413, "payload_too_large")
 
 
@@ -151,10 +174,13 @@ def test_a_chunked_body_over_the_limit_is_413(world, settings):
 
     def chunks():
         for start in range(0, len(payload), 4096):
-            yield payload[start:start + 4096]
+            yield payload[start : start + 4096]
 
-    for path, headers in (("/v1/venues", m.admin), ("/v1/checkins", {**world.user(), "Idempotency-Key": "k-1"}),
-                          ("/v1/merchants", {})):
+    for path, headers in (
+        ("/v1/venues", m.admin),
+        ("/v1/checkins", {**world.user(), "Idempotency-Key": "k-1"}),
+        ("/v1/merchants", {}),
+    ):
         r = world.http.post(path, content=chunks(), headers={**headers, "Content-Type": "application/json"})
         assert "content-length" not in r.request.headers
         assert r.request.headers["transfer-encoding"] == "chunked"
@@ -174,10 +200,14 @@ def test_a_body_at_the_limit_is_parsed(world, settings):
 
 # --- page size -------------------------------------------------------------------------------
 
+
 def test_page_sizes_are_bounded(world):
     m = world.merchant()
-    for path, headers in (("/v1/venues", m.admin), ("/v1/campaigns", m.admin),
-                          ("/v1/venues/nearby?lat=1&lon=1", world.user())):
+    for path, headers in (
+        ("/v1/venues", m.admin),
+        ("/v1/campaigns", m.admin),
+        ("/v1/venues/nearby?lat=1&lon=1", world.user()),
+    ):
         joiner = "&" if "?" in path else "?"
         for limit in (0, -1, 101, 10**30, "ten"):
             r = world.http.get(f"{path}{joiner}limit={limit}", headers=headers)

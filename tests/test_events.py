@@ -10,14 +10,21 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-ALL_TYPES = {"checkin_accepted", "checkin_rejected", "exposure", "offer_unlocked", "offer_redeemed",
-             "redemption_voided"}
+ALL_TYPES = {
+    "checkin_accepted",
+    "checkin_rejected",
+    "exposure",
+    "offer_unlocked",
+    "offer_redeemed",
+    "redemption_voided",
+}
 
 
 def users_in_arm(db, campaign: dict, arm: str, n: int) -> list[str]:
     """User ids the campaign's deterministic assignment puts in `arm`."""
-    row = db.execute("SELECT assignment_salt, holdout_percent FROM campaigns WHERE id = %s",
-                     [campaign["id"]]).fetchone()
+    row = db.execute(
+        "SELECT assignment_salt, holdout_percent FROM campaigns WHERE id = %s", [campaign["id"]]
+    ).fetchone()
     found = []
     while len(found) < n:
         user = f"user-{uuid.uuid4().hex[:12]}"
@@ -78,7 +85,7 @@ def test_every_state_change_has_its_one_event(world, db, scene):
         assert r.json()["status"] == "accepted", r.text
         codes[user] = [u["code"] for u in r.json()["unlocked"]]
     assert codes[c1] == [] and len(codes[t1]) == len(codes[t2]) == 1  # the holdout never unlocks
-    assert world.checkin(headers[c1], *b["center"]).json()["status"] == "accepted"           # a return visit
+    assert world.checkin(headers[c1], *b["center"]).json()["status"] == "accepted"  # a return visit
     assert world.checkin(headers[t1], *a["center"]).json()["reason"] == "too_frequent"
     assert world.checkin(headers[t3], *near(a["center"], 300)).json()["reason"] == "outside_geofence"
     assert world.checkin(headers[c2], *a["center"], mocked=True).json()["reason"] == "mocked_location"
@@ -86,37 +93,53 @@ def test_every_state_change_has_its_one_event(world, db, scene):
     assert world.checkin(headers[t3], *b["center"], observed_at=now - timedelta(hours=1)).json()["reason"] == "stale"
     redeemed = redeem(world, m.staff, codes[t1][0], a["id"]).json()
     voided = redeem(world, m.staff, codes[t2][0], b["id"]).json()
-    assert world.http.post(f"/v1/redemptions/{voided['id']}/void", json={"reason": "wrong till"},
-                           headers=m.admin).status_code == 200
+    assert (
+        world.http.post(
+            f"/v1/redemptions/{voided['id']}/void", json={"reason": "wrong till"}, headers=m.admin
+        ).status_code
+        == 200
+    )
     again = redeem(world, m.staff, codes[t2][0], a["id"]).json()
 
     events = campaign_events(db, campaign["id"])
     by_type = {t: [e for e in events if e["type"] == t] for t in ALL_TYPES}
     venues = (a["id"], b["id"])
-    checkins = db.execute("SELECT * FROM checkins WHERE venue_id = ANY(%s::uuid[]) ORDER BY received_at",
-                          [list(venues)]).fetchall()
+    checkins = db.execute(
+        "SELECT * FROM checkins WHERE venue_id = ANY(%s::uuid[]) ORDER BY received_at", [list(venues)]
+    ).fetchall()
 
     accepted = [c for c in checkins if c["status"] == "accepted"]
     rejected = [c for c in checkins if c["status"] == "rejected"]
     assert sorted(str(e["checkin_id"]) for e in by_type["checkin_accepted"]) == sorted(str(c["id"]) for c in accepted)
-    assert sorted((str(e["checkin_id"]), e["reason"]) for e in by_type["checkin_rejected"]) == \
-           sorted((str(c["id"]), c["reason"]) for c in rejected)
-    assert {e["reason"] for e in by_type["checkin_rejected"]} == \
-           {"too_frequent", "outside_geofence", "mocked_location", "accuracy_too_low", "stale"}
+    assert sorted((str(e["checkin_id"]), e["reason"]) for e in by_type["checkin_rejected"]) == sorted(
+        (str(c["id"]), c["reason"]) for c in rejected
+    )
+    assert {e["reason"] for e in by_type["checkin_rejected"]} == {
+        "too_frequent",
+        "outside_geofence",
+        "mocked_location",
+        "accuracy_too_low",
+        "stale",
+    }
 
     exposures = db.execute("SELECT * FROM exposures WHERE campaign_id = %s", [campaign["id"]]).fetchall()
-    assert sorted((e["user_id"], e["arm"], e["data"]["bucket"]) for e in by_type["exposure"]) == \
-           sorted((x["user_id"], x["arm"], x["bucket"]) for x in exposures)
+    assert sorted((e["user_id"], e["arm"], e["data"]["bucket"]) for e in by_type["exposure"]) == sorted(
+        (x["user_id"], x["arm"], x["bucket"]) for x in exposures
+    )
     assert {e["arm"] for e in by_type["exposure"]} == {"treatment", "control"}
     assert {x["user_id"]: x["arm"] for x in exposures} == {t1: "treatment", t2: "treatment", c1: "control"}
 
     unlocks = db.execute("SELECT * FROM unlocks WHERE campaign_id = %s", [campaign["id"]]).fetchall()
-    assert sorted((str(e["unlock_id"]), str(e["offer_id"]), e["user_id"]) for e in by_type["offer_unlocked"]) == \
-           sorted((str(u["id"]), str(u["offer_id"]), u["user_id"]) for u in unlocks)
+    assert sorted((str(e["unlock_id"]), str(e["offer_id"]), e["user_id"]) for e in by_type["offer_unlocked"]) == sorted(
+        (str(u["id"]), str(u["offer_id"]), u["user_id"]) for u in unlocks
+    )
 
     redemptions = db.execute("SELECT * FROM redemptions WHERE campaign_id = %s", [campaign["id"]]).fetchall()
-    assert sorted(str(e["redemption_id"]) for e in by_type["offer_redeemed"]) == \
-           sorted(str(r["id"]) for r in redemptions) == sorted([redeemed["id"], voided["id"], again["id"]])
+    assert (
+        sorted(str(e["redemption_id"]) for e in by_type["offer_redeemed"])
+        == sorted(str(r["id"]) for r in redemptions)
+        == sorted([redeemed["id"], voided["id"], again["id"]])
+    )
     assert [str(e["redemption_id"]) for e in by_type["redemption_voided"]] == [voided["id"]]
     assert by_type["redemption_voided"][0]["reason"] == "wrong till"
     assert [str(r["id"]) for r in redemptions if r["voided_at"] is not None] == [voided["id"]]
@@ -141,10 +164,13 @@ def test_checkins_outside_any_campaign_are_recorded_without_one(world, db):
     world.checkin(world.user(user), *v["center"])
     world.checkin(world.user(user), *v["center"])
 
-    events = db.execute("SELECT type, campaign_id, reason, venue_id FROM events WHERE user_id = %s ORDER BY id",
-                        [user]).fetchall()
-    assert [(e["type"], e["campaign_id"], e["reason"]) for e in events] == \
-           [("checkin_accepted", None, None), ("checkin_rejected", None, "too_frequent")]
+    events = db.execute(
+        "SELECT type, campaign_id, reason, venue_id FROM events WHERE user_id = %s ORDER BY id", [user]
+    ).fetchall()
+    assert [(e["type"], e["campaign_id"], e["reason"]) for e in events] == [
+        ("checkin_accepted", None, None),
+        ("checkin_rejected", None, "too_frequent"),
+    ]
     assert {str(e["venue_id"]) for e in events} == {v["id"]}
 
 
@@ -157,17 +183,22 @@ def test_failed_requests_add_no_events(world, db, scene, settings):
     db.execute("UPDATE unlocks SET expires_at = now() - interval '1 second' WHERE id = %s", [expiring["unlock_id"]])
 
     failures = [
-        redeem(world, m.staff, code, a["id"]),                                   # 409 already redeemed
-        redeem(world, m.staff, expiring["code"], a["id"]),                       # 410 expired
-        redeem(world, m.staff, "ZZZZ-ZZZZ-ZZZZ", a["id"]),                       # 404
-        redeem(world, m.marketer, code, a["id"]),                                # 403
-        redeem(world, m.staff, code, str(uuid.uuid4())),                         # 422 venue not in campaign
+        redeem(world, m.staff, code, a["id"]),  # 409 already redeemed
+        redeem(world, m.staff, expiring["code"], a["id"]),  # 410 expired
+        redeem(world, m.staff, "ZZZZ-ZZZZ-ZZZZ", a["id"]),  # 404
+        redeem(world, m.marketer, code, a["id"]),  # 403
+        redeem(world, m.staff, code, str(uuid.uuid4())),  # 422 venue not in campaign
         world.http.post("/v1/redemptions/" + redemption["id"] + "/void", json={"reason": ""}, headers=m.admin),
-        world.http.post("/v1/checkins", json={"lat": 200, "lon": 0, "accuracy_m": 5,
-                                              "observed_at": datetime.now(UTC).isoformat()},
-                        headers={**world.user(t1), "Idempotency-Key": str(uuid.uuid4())}),
-        world.http.post("/v1/checkins", json={"lat": a["center"][1], "lon": a["center"][0], "accuracy_m": 5},
-                        headers={**world.user(t1), "Idempotency-Key": str(uuid.uuid4())}),
+        world.http.post(
+            "/v1/checkins",
+            json={"lat": 200, "lon": 0, "accuracy_m": 5, "observed_at": datetime.now(UTC).isoformat()},
+            headers={**world.user(t1), "Idempotency-Key": str(uuid.uuid4())},
+        ),
+        world.http.post(
+            "/v1/checkins",
+            json={"lat": a["center"][1], "lon": a["center"][0], "accuracy_m": 5},
+            headers={**world.user(t1), "Idempotency-Key": str(uuid.uuid4())},
+        ),
     ]
 
     assert [r.status_code for r in failures] == [409, 410, 404, 403, 422, 422, 422, 422], [r.text for r in failures]
@@ -178,8 +209,12 @@ def test_retries_add_no_events(world, db, scene):
     m, a, _, campaign, (t1, _, _), _ = scene
     user = world.user(t1)
     key = str(uuid.uuid4())
-    body = {"lat": a["center"][1], "lon": a["center"][0], "accuracy_m": 10,
-            "observed_at": datetime.now(UTC).isoformat()}
+    body = {
+        "lat": a["center"][1],
+        "lon": a["center"][0],
+        "accuracy_m": 10,
+        "observed_at": datetime.now(UTC).isoformat(),
+    }
     first = world.http.post("/v1/checkins", json=body, headers={**user, "Idempotency-Key": key})
     after_first = len(campaign_events(db, campaign["id"]))
 
@@ -211,16 +246,23 @@ def test_events_share_the_transaction_of_the_checkin(world, db, scene):
 
     with db.transaction(force_rollback=True):
         db.execute(CHECKIN_CALL, _checkin_params(t1, a["center"], "k1"))
-        assert {e["type"] for e in campaign_events(db, campaign["id"])} == \
-               {"checkin_accepted", "exposure", "offer_unlocked"}
+        assert {e["type"] for e in campaign_events(db, campaign["id"])} == {
+            "checkin_accepted",
+            "exposure",
+            "offer_unlocked",
+        }
     # A check-in that fails at its very last step (storing the idempotency key) leaves nothing behind.
     with pytest.raises(psycopg.errors.NotNullViolation):
         db.execute(CHECKIN_CALL, _checkin_params(t2, a["center"], None))
 
     assert campaign_events(db, campaign["id"]) == []
     assert db.execute("SELECT count(*) AS n FROM checkins WHERE user_id = ANY(%s)", [[t1, t2]]).fetchone()["n"] == 0
-    assert db.execute("SELECT count(*) AS n FROM campaign_counters WHERE campaign_id = %s",
-                      [campaign["id"]]).fetchone()["n"] == 0
+    assert (
+        db.execute("SELECT count(*) AS n FROM campaign_counters WHERE campaign_id = %s", [campaign["id"]]).fetchone()[
+            "n"
+        ]
+        == 0
+    )
 
 
 def test_events_share_the_transaction_of_the_redemption(world, db, scene):
@@ -233,8 +275,15 @@ def test_events_share_the_transaction_of_the_redemption(world, db, scene):
         db.execute("SELECT redeem(%s, %s, %s, %s, %s, NULL)", [m.id, unlock["code"], a["id"], "staff-1", "k"])
 
     assert campaign_events(db, campaign["id"]) == before
-    assert db.execute("SELECT redeemed_at FROM unlocks WHERE id = %s",
-                      [unlock["unlock_id"]]).fetchone()["redeemed_at"] is None
-    assert db.execute("SELECT count(*) AS n FROM campaign_counters WHERE campaign_id = %s AND metric = 'redemption'",
-                      [campaign["id"]]).fetchone()["n"] == 0
+    assert (
+        db.execute("SELECT redeemed_at FROM unlocks WHERE id = %s", [unlock["unlock_id"]]).fetchone()["redeemed_at"]
+        is None
+    )
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM campaign_counters WHERE campaign_id = %s AND metric = 'redemption'",
+            [campaign["id"]],
+        ).fetchone()["n"]
+        == 0
+    )
     assert redeem(world, m.staff, unlock["code"], a["id"]).status_code == 201

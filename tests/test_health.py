@@ -59,16 +59,19 @@ def test_a_database_behind_the_code_is_unavailable(http, db):
     try:
         r = http.get("/readyz")
         assert r.status_code == 503, r.text
-        assert r.json() == {"status": "unavailable", "checks": {
-            "database": "ok", "migrations": f"behind: at older, head is {head}", "redis": "ok"}}
+        assert r.json() == {
+            "status": "unavailable",
+            "checks": {"database": "ok", "migrations": f"behind: at older, head is {head}", "redis": "ok"},
+        }
     finally:
         db.execute("UPDATE alembic_version SET version_num = %s", (head,))
     assert http.get("/readyz").status_code == 200
 
 
 def _st_dwithin_calls(db) -> int:
-    row = db.execute("SELECT coalesce(sum(calls), 0) AS n FROM pg_stat_user_functions "
-                     "WHERE funcname = 'st_dwithin'").fetchone()
+    row = db.execute(
+        "SELECT coalesce(sum(calls), 0) AS n FROM pg_stat_user_functions WHERE funcname = 'st_dwithin'"
+    ).fetchone()
     return int(row["n"])
 
 

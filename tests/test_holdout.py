@@ -48,8 +48,16 @@ def test_the_control_share_matches_holdout_percent_over_many_users(world, db):
     prefix = f"holdout-{uuid.uuid4().hex[:8]}-"
     results = []
     for first in range(1, users + 1, 300):
-        results += db.execute(CHECKIN_MANY_SQL, {"first": first, "last": min(first + 299, users), "prefix": prefix,
-                                                 "lon": venue["center"][0], "lat": venue["center"][1]}).fetchall()
+        results += db.execute(
+            CHECKIN_MANY_SQL,
+            {
+                "first": first,
+                "last": min(first + 299, users),
+                "prefix": prefix,
+                "lon": venue["center"][0],
+                "lat": venue["center"][1],
+            },
+        ).fetchall()
     assert len(results) == users and {r["status"] for r in results} == {"accepted"}
 
     assigned = arms(db, campaign["id"])
@@ -59,22 +67,31 @@ def test_the_control_share_matches_holdout_percent_over_many_users(world, db):
     assert abs(control - mean) <= 4 * sd, (control, mean, sd)
 
     salt = db.execute("SELECT assignment_salt FROM campaigns WHERE id = %s", (campaign["id"],)).fetchone()[
-        "assignment_salt"]
+        "assignment_salt"
+    ]
     assert all(arm == expected_arm(salt, user, holdout) for user, arm in assigned.items())
 
-    unlocked = {r["user_id"] for r in db.execute("SELECT user_id FROM unlocks WHERE campaign_id = %s",
-                                                 (campaign["id"],)).fetchall()}
+    unlocked = {
+        r["user_id"]
+        for r in db.execute("SELECT user_id FROM unlocks WHERE campaign_id = %s", (campaign["id"],)).fetchall()
+    }
     assert unlocked == {user for user, arm in assigned.items() if arm == "treatment"}
     assert sum(r["unlocked"] for r in results) == users - control
 
-    events = db.execute("SELECT type, arm, count(*) AS n FROM events WHERE campaign_id = %s GROUP BY type, arm",
-                        (campaign["id"],)).fetchall()
+    events = db.execute(
+        "SELECT type, arm, count(*) AS n FROM events WHERE campaign_id = %s GROUP BY type, arm", (campaign["id"],)
+    ).fetchall()
     assert {(e["type"], e["arm"]): e["n"] for e in events} == {
-        ("exposure", "control"): control, ("exposure", "treatment"): users - control,
-        ("checkin_accepted", "control"): control, ("checkin_accepted", "treatment"): users - control,
-        ("offer_unlocked", "treatment"): users - control}
-    effect = db.execute("SELECT arm, sum(users)::int AS users FROM campaign_effect WHERE campaign_id = %s "
-                        "GROUP BY arm", (campaign["id"],)).fetchall()
+        ("exposure", "control"): control,
+        ("exposure", "treatment"): users - control,
+        ("checkin_accepted", "control"): control,
+        ("checkin_accepted", "treatment"): users - control,
+        ("offer_unlocked", "treatment"): users - control,
+    }
+    effect = db.execute(
+        "SELECT arm, sum(users)::int AS users FROM campaign_effect WHERE campaign_id = %s GROUP BY arm",
+        (campaign["id"],),
+    ).fetchall()
     assert {e["arm"]: e["users"] for e in effect} == {"control": control, "treatment": users - control}
 
 
@@ -83,8 +100,16 @@ def test_the_same_user_lands_in_independent_arms_of_two_campaigns(world, db):
     m = world.merchant()
     venue = world.venue(m)
     a, b = (world.campaign(m, [venue["id"]], [offer_body()], holdout_percent=50) for _ in range(2))
-    db.execute(CHECKIN_MANY_SQL, {"first": 1, "last": 400, "prefix": f"both-{uuid.uuid4().hex[:8]}-",
-                                  "lon": venue["center"][0], "lat": venue["center"][1]}).fetchall()
+    db.execute(
+        CHECKIN_MANY_SQL,
+        {
+            "first": 1,
+            "last": 400,
+            "prefix": f"both-{uuid.uuid4().hex[:8]}-",
+            "lon": venue["center"][0],
+            "lat": venue["center"][1],
+        },
+    ).fetchall()
     in_a, in_b = arms(db, a["id"]), arms(db, b["id"])
     assert len(in_a) == len(in_b) == 400
     agree = sum(in_a[user] == in_b[user] for user in in_a)
@@ -99,9 +124,16 @@ def test_over_http_control_users_are_accepted_and_recorded_but_never_unlock(worl
 
     def check_in(sub: str) -> dict:
         with httpx.Client(base_url=base_url, timeout=60) as client:
-            r = client.post("/v1/checkins", headers={**world.user(sub), "Idempotency-Key": str(uuid.uuid4())},
-                            json={"lon": venue["center"][0], "lat": venue["center"][1], "accuracy_m": 10,
-                                  "observed_at": datetime.now(UTC).isoformat()})
+            r = client.post(
+                "/v1/checkins",
+                headers={**world.user(sub), "Idempotency-Key": str(uuid.uuid4())},
+                json={
+                    "lon": venue["center"][0],
+                    "lat": venue["center"][1],
+                    "accuracy_m": 10,
+                    "observed_at": datetime.now(UTC).isoformat(),
+                },
+            )
         assert r.status_code == 201, r.text
         return r.json()
 
@@ -116,8 +148,9 @@ def test_over_http_control_users_are_accepted_and_recorded_but_never_unlock(worl
     assert all(bodies[s]["status"] == "accepted" and len(bodies[s]["unlocked"]) == 1 for s in treatment)
     for sub in control:
         assert world.http.get("/v1/me/offers", headers=world.user(sub)).json()["items"] == []
-    recorded = db.execute("SELECT user_id, arm FROM events WHERE campaign_id = %s AND type = 'checkin_accepted'",
-                          (campaign["id"],)).fetchall()
+    recorded = db.execute(
+        "SELECT user_id, arm FROM events WHERE campaign_id = %s AND type = 'checkin_accepted'", (campaign["id"],)
+    ).fetchall()
     assert {r["user_id"]: r["arm"] for r in recorded} == assigned
 
 
@@ -131,14 +164,17 @@ def test_the_arm_never_changes_on_later_check_ins(world, db, monkeypatch, settin
         found[sub] = arms(db, campaign["id"])[sub]
 
     for sub, arm in found.items():
-        before = db.execute("SELECT * FROM exposures WHERE campaign_id = %s AND user_id = %s",
-                            (campaign["id"], sub)).fetchone()
+        before = db.execute(
+            "SELECT * FROM exposures WHERE campaign_id = %s AND user_id = %s", (campaign["id"], sub)
+        ).fetchone()
         bodies = [world.checkin(world.user(sub), *venue["center"]).json() for _ in range(3)]
-        after = db.execute("SELECT * FROM exposures WHERE campaign_id = %s AND user_id = %s",
-                           (campaign["id"], sub)).fetchone()
+        after = db.execute(
+            "SELECT * FROM exposures WHERE campaign_id = %s AND user_id = %s", (campaign["id"], sub)
+        ).fetchone()
         assert all(b["status"] == "accepted" for b in bodies)
         assert {k: v for k, v in after.items() if k != "return_visits"} == {
-            k: v for k, v in before.items() if k != "return_visits"}
+            k: v for k, v in before.items() if k != "return_visits"
+        }
         assert (before["return_visits"], after["return_visits"]) == (0, 3)
         assert [len(b["unlocked"]) for b in bodies] == ([0, 0, 0] if arm == "control" else [1, 1, 1])
 
@@ -147,17 +183,20 @@ def test_a_rejected_check_in_assigns_no_arm(world, db, settings):
     venue, campaign, _ = campaign_with_holdout(world, 50)
     sub = f"user-{uuid.uuid4().hex[:12]}"
     user = world.user(sub)
-    stale = world.checkin(user, *venue["center"],
-                          observed_at=datetime.now(UTC) - timedelta(seconds=settings.max_fix_age_s + 30)).json()
+    stale = world.checkin(
+        user, *venue["center"], observed_at=datetime.now(UTC) - timedelta(seconds=settings.max_fix_age_s + 30)
+    ).json()
     assert stale["reason"] == "stale"
     assert sub not in arms(db, campaign["id"])
-    event = db.execute("SELECT type, arm, reason FROM events WHERE checkin_id = %s AND campaign_id = %s",
-                       (stale["id"], campaign["id"])).fetchone()
+    event = db.execute(
+        "SELECT type, arm, reason FROM events WHERE checkin_id = %s AND campaign_id = %s", (stale["id"], campaign["id"])
+    ).fetchone()
     assert (event["type"], event["arm"], event["reason"]) == ("checkin_rejected", None, "stale")
 
     accepted = world.checkin(user, *venue["center"]).json()
-    exposure = db.execute("SELECT checkin_id, exposed_at FROM exposures WHERE campaign_id = %s AND user_id = %s",
-                          (campaign["id"], sub)).fetchone()
+    exposure = db.execute(
+        "SELECT checkin_id, exposed_at FROM exposures WHERE campaign_id = %s AND user_id = %s", (campaign["id"], sub)
+    ).fetchone()
     assert str(exposure["checkin_id"]) == accepted["id"]
 
 
@@ -165,8 +204,10 @@ def test_a_rejected_check_in_assigns_no_arm(world, db, settings):
 def test_holdout_percent_bounds(world, db, holdout_percent):
     venue, campaign, _ = campaign_with_holdout(world, holdout_percent)
     prefix = f"bounds-{uuid.uuid4().hex[:8]}-"
-    db.execute(CHECKIN_MANY_SQL, {"first": 1, "last": 300, "prefix": prefix,
-                                  "lon": venue["center"][0], "lat": venue["center"][1]}).fetchall()
+    db.execute(
+        CHECKIN_MANY_SQL,
+        {"first": 1, "last": 300, "prefix": prefix, "lon": venue["center"][0], "lat": venue["center"][1]},
+    ).fetchall()
     control = sum(arm == "control" for arm in arms(db, campaign["id"]).values())
     if holdout_percent == 0:
         assert control == 0

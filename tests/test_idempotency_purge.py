@@ -14,8 +14,10 @@ def test_keys_older_than_the_ttl_are_purged_and_younger_ones_stay(world, db, set
     old_key, fresh_key = str(uuid.uuid4()), str(uuid.uuid4())
     assert world.checkin(user, *venue["center"], key=old_key).status_code == 201
     assert world.checkin(user, *venue["center"], key=fresh_key).status_code == 201
-    db.execute("UPDATE idempotency_keys SET created_at = now() - interval '49 hours' WHERE scope = %s AND key = %s",
-               (sub, old_key))
+    db.execute(
+        "UPDATE idempotency_keys SET created_at = now() - interval '49 hours' WHERE scope = %s AND key = %s",
+        (sub, old_key),
+    )
 
     async def purge() -> int:
         engine = make_engine(settings.database_url, 1)

@@ -33,8 +33,13 @@ def _operations(document: dict):
 def test_openapi_json_is_the_apps_document():
     expected = json.dumps(_document(), indent=2, sort_keys=True) + "\n"  # what `checkin-offers openapi` prints
     committed = CONTRACT.read_text() if CONTRACT.exists() else ""
-    diff = "".join(list(difflib.unified_diff(committed.splitlines(True), expected.splitlines(True),
-                                             "openapi.json (committed)", "app.openapi()"))[:60])
+    diff = "".join(
+        list(
+            difflib.unified_diff(
+                committed.splitlines(True), expected.splitlines(True), "openapi.json (committed)", "app.openapi()"
+            )
+        )[:60]
+    )
     assert committed == expected, f"openapi.json is out of date: run `make openapi` and commit it\n{diff}"
 
 
@@ -66,7 +71,10 @@ def test_operation_ids_are_unique_and_readable():
     assert len(ids) == len(set(ids))
     assert all(re.fullmatch(r"[a-z][a-z_]*", operation_id) for operation_id in ids), ids
     assert _document()["components"]["securitySchemes"]["bearer"] == {
-        "type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+    }
 
 
 @pytest.mark.parametrize("path,method", [(p, m) for p, m, _ in _operations(_document()) if p.startswith("/v1/")])

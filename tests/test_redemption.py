@@ -99,8 +99,10 @@ def test_expired_code_is_410(world, db, till):
 
     assert r.status_code == 410, r.text
     assert r.json()["code"] == "expired"
-    assert db.execute("SELECT count(*) AS n FROM redemptions WHERE unlock_id = %s",
-                      [unlock["unlock_id"]]).fetchone()["n"] == 0
+    assert (
+        db.execute("SELECT count(*) AS n FROM redemptions WHERE unlock_id = %s", [unlock["unlock_id"]]).fetchone()["n"]
+        == 0
+    )
 
 
 def test_unknown_and_foreign_codes_look_the_same(world, till):
@@ -117,20 +119,26 @@ def test_unknown_and_foreign_codes_look_the_same(world, till):
 
     assert foreign.status_code == missing.status_code == 404
     assert foreign.json()["code"] == "not_found"
-    assert {k: x for k, x in foreign.json().items() if k != "instance"} == \
-           {k: x for k, x in missing.json().items() if k != "instance"}
+    assert {k: x for k, x in foreign.json().items() if k != "instance"} == {
+        k: x for k, x in missing.json().items() if k != "instance"
+    }
     assert foreign.headers["content-type"] == missing.headers["content-type"]
     assert redeem(world, other.staff, foreign_code, other_venue["id"]).status_code == 201  # still live for its owner
 
 
-@pytest.mark.parametrize("spell", [
-    pytest.param(lambda c: c.lower(), id="lowercase"),
-    pytest.param(lambda c: c.replace("-", " "), id="spaces"),
-    pytest.param(lambda c: c.replace("-", ""), id="no-dashes"),
-    pytest.param(lambda c: " " + c.replace("-", "").lower()[:6] + " " + c.replace("-", "").lower()[6:] + " ",
-                 id="spaced-lowercase"),
-    pytest.param(lambda c: c.replace("0", "O").replace("1", "I", 1).replace("1", "l"), id="confusables"),
-])
+@pytest.mark.parametrize(
+    "spell",
+    [
+        pytest.param(lambda c: c.lower(), id="lowercase"),
+        pytest.param(lambda c: c.replace("-", " "), id="spaces"),
+        pytest.param(lambda c: c.replace("-", ""), id="no-dashes"),
+        pytest.param(
+            lambda c: " " + c.replace("-", "").lower()[:6] + " " + c.replace("-", "").lower()[6:] + " ",
+            id="spaced-lowercase",
+        ),
+        pytest.param(lambda c: c.replace("0", "O").replace("1", "I", 1).replace("1", "l"), id="confusables"),
+    ],
+)
 def test_code_spellings_are_normalised(world, db, till, spell):
     m, v, _ = till
     unlock = unlocked_code(world, m, v)
@@ -165,10 +173,16 @@ def test_parallel_redemptions_of_one_code_have_one_winner(world, db, till):
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201] + [409] * (PARALLEL - 1), [r.text for r in responses]
     assert {r.json()["code"] for r in responses if r.status_code == 409} == {"already_redeemed"}
-    assert db.execute("SELECT count(*) AS n FROM redemptions WHERE unlock_id = %s",
-                      [unlock["unlock_id"]]).fetchone()["n"] == 1
-    assert db.execute("SELECT count(*) AS n FROM events WHERE type = 'offer_redeemed' AND unlock_id = %s",
-                      [unlock["unlock_id"]]).fetchone()["n"] == 1
+    assert (
+        db.execute("SELECT count(*) AS n FROM redemptions WHERE unlock_id = %s", [unlock["unlock_id"]]).fetchone()["n"]
+        == 1
+    )
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM events WHERE type = 'offer_redeemed' AND unlock_id = %s", [unlock["unlock_id"]]
+        ).fetchone()["n"]
+        == 1
+    )
 
 
 def test_replay_with_the_same_key_returns_the_same_redemption(world, db, till):
@@ -181,8 +195,10 @@ def test_replay_with_the_same_key_returns_the_same_redemption(world, db, till):
 
     assert first.status_code == again.status_code == 201, again.text
     assert again.json() == first.json()
-    assert db.execute("SELECT count(*) AS n FROM redemptions WHERE unlock_id = %s",
-                      [unlock["unlock_id"]]).fetchone()["n"] == 1
+    assert (
+        db.execute("SELECT count(*) AS n FROM redemptions WHERE unlock_id = %s", [unlock["unlock_id"]]).fetchone()["n"]
+        == 1
+    )
     other = unlocked_code(world, m, v)
     reused = redeem(world, m.staff, other["code"], v["id"], key)
     assert reused.status_code == 422, reused.text
@@ -199,10 +215,16 @@ def test_parallel_replays_with_one_key_all_get_the_one_redemption(world, db, til
 
     assert [r.status_code for r in responses] == [201] * PARALLEL, [r.text for r in responses]
     assert len({r.text for r in responses}) == 1
-    assert db.execute("SELECT count(*) AS n FROM redemptions WHERE unlock_id = %s",
-                      [unlock["unlock_id"]]).fetchone()["n"] == 1
-    assert db.execute("SELECT count(*) AS n FROM events WHERE type = 'offer_redeemed' AND unlock_id = %s",
-                      [unlock["unlock_id"]]).fetchone()["n"] == 1
+    assert (
+        db.execute("SELECT count(*) AS n FROM redemptions WHERE unlock_id = %s", [unlock["unlock_id"]]).fetchone()["n"]
+        == 1
+    )
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM events WHERE type = 'offer_redeemed' AND unlock_id = %s", [unlock["unlock_id"]]
+        ).fetchone()["n"]
+        == 1
+    )
 
 
 def test_keys_belong_to_their_staff_member(world, till):
@@ -301,8 +323,12 @@ def test_void_records_and_makes_the_code_redeemable_again(world, db, till):
     row = db.execute("SELECT * FROM redemptions WHERE id = %s", [first["id"]]).fetchone()
     assert row["voided_at"] is not None and row["void_reason"] == "customer changed their mind"
     assert row["voided_by"]
-    assert db.execute("SELECT count(*) AS n FROM events WHERE type = 'redemption_voided' AND redemption_id = %s",
-                      [first["id"]]).fetchone()["n"] == 1
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM events WHERE type = 'redemption_voided' AND redemption_id = %s", [first["id"]]
+        ).fetchone()["n"]
+        == 1
+    )
     wallet = world.http.get("/v1/me/offers", headers=world.headers("app_user", _user_of(db, unlock))).json()
     assert wallet["items"][0]["status"] == "active"
 
@@ -310,8 +336,9 @@ def test_void_records_and_makes_the_code_redeemable_again(world, db, till):
 
     assert again.status_code == 201, again.text
     assert again.json()["id"] != first["id"]
-    rows = db.execute("SELECT voided_at FROM redemptions WHERE unlock_id = %s ORDER BY redeemed_at",
-                      [unlock["unlock_id"]]).fetchall()
+    rows = db.execute(
+        "SELECT voided_at FROM redemptions WHERE unlock_id = %s ORDER BY redeemed_at", [unlock["unlock_id"]]
+    ).fetchall()
     assert len(rows) == 2 and rows[0]["voided_at"] is not None and rows[1]["voided_at"] is None
 
 
@@ -344,15 +371,19 @@ def test_void_twice_is_409(world, till):
 def test_void_after_the_window_is_409(world, db, till, settings):
     m, v, _ = till
     redemption = redeem(world, m.staff, unlocked_code(world, m, v)["code"], v["id"]).json()
-    db.execute("UPDATE redemptions SET redeemed_at = redeemed_at - make_interval(mins => %s + 1) WHERE id = %s",
-               [settings.void_window_minutes, redemption["id"]])
+    db.execute(
+        "UPDATE redemptions SET redeemed_at = redeemed_at - make_interval(mins => %s + 1) WHERE id = %s",
+        [settings.void_window_minutes, redemption["id"]],
+    )
 
     r = void(world, m.admin, redemption["id"])
 
     assert r.status_code == 409, r.text
     assert r.json()["code"] == "void_window_passed"
-    assert db.execute("SELECT voided_at FROM redemptions WHERE id = %s",
-                      [redemption["id"]]).fetchone()["voided_at"] is None
+    assert (
+        db.execute("SELECT voided_at FROM redemptions WHERE id = %s", [redemption["id"]]).fetchone()["voided_at"]
+        is None
+    )
 
 
 def test_void_window_follows_the_setting(world, till, monkeypatch, settings):
@@ -375,8 +406,9 @@ def test_void_of_another_merchants_redemption_is_404(world, till):
     missing = void(world, other.admin, str(uuid.uuid4()))
 
     assert foreign.status_code == missing.status_code == 404
-    assert {k: x for k, x in foreign.json().items() if k != "instance"} == \
-           {k: x for k, x in missing.json().items() if k != "instance"}
+    assert {k: x for k, x in foreign.json().items() if k != "instance"} == {
+        k: x for k, x in missing.json().items() if k != "instance"
+    }
     assert void(world, m.admin, redemption["id"]).status_code == 200
 
 
@@ -388,8 +420,13 @@ def test_parallel_voids_have_one_winner(world, db, till):
 
     assert sorted(r.status_code for r in responses) == [200] + [409] * (PARALLEL - 1)
     assert {r.json()["code"] for r in responses if r.status_code == 409} == {"already_voided"}
-    assert db.execute("SELECT count(*) AS n FROM events WHERE type = 'redemption_voided' AND redemption_id = %s",
-                      [redemption["id"]]).fetchone()["n"] == 1
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM events WHERE type = 'redemption_voided' AND redemption_id = %s",
+            [redemption["id"]],
+        ).fetchone()["n"]
+        == 1
+    )
 
 
 def test_parallel_redemptions_after_a_void_have_one_winner(world, db, till):
@@ -401,8 +438,12 @@ def test_parallel_redemptions_after_a_void_have_one_winner(world, db, till):
     responses = in_parallel([lambda: redeem(world, m.staff, unlock["code"], v["id"])] * PARALLEL)
 
     assert sorted(r.status_code for r in responses) == [201] + [409] * (PARALLEL - 1)
-    assert db.execute("SELECT count(*) AS n FROM redemptions WHERE unlock_id = %s AND voided_at IS NULL",
-                      [unlock["unlock_id"]]).fetchone()["n"] == 1
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM redemptions WHERE unlock_id = %s AND voided_at IS NULL", [unlock["unlock_id"]]
+        ).fetchone()["n"]
+        == 1
+    )
 
 
 def _same_instant(a: str, b: str) -> bool:

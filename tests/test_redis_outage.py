@@ -40,9 +40,13 @@ def redis_at(url: str, settings) -> Iterator[None]:
     state = get_redis()
     original = state.client
     # the server's own client options (core.redis), another address
-    state.client = aioredis.Redis.from_url(url, socket_timeout=settings.redis_timeout_s,
-                                           socket_connect_timeout=settings.redis_timeout_s,
-                                           retry=Retry(NoBackoff(), 0), decode_responses=True)
+    state.client = aioredis.Redis.from_url(
+        url,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=True,
+    )
     try:
         yield
     finally:
@@ -128,15 +132,18 @@ def test_fixes_accepted_while_redis_was_down_count_once_it_is_back(world, monkey
     """Gothenburg two hours ago makes Copenhagen plausible; Oslo, accepted during the outage, does not."""
     monkeypatch.setattr(settings, "max_fix_age_s", 3 * 3600)
     m = world.merchant()
-    gothenburg, oslo, copenhagen = (world.venue(m, center=near(city, world.rng.uniform(-3000, 3000)))
-                                    for city in (GOTHENBURG, OSLO, COPENHAGEN))
+    gothenburg, oslo, copenhagen = (
+        world.venue(m, center=near(city, world.rng.uniform(-3000, 3000))) for city in (GOTHENBURG, OSLO, COPENHAGEN)
+    )
     user = world.user()
     now = datetime.now(UTC)
     assert world.checkin(user, *gothenburg["center"], observed_at=now - timedelta(hours=2)).json()["status"] == (
-        "accepted")
+        "accepted"
+    )
     with redis_at("redis://127.0.0.1:1/0", settings):
         assert world.checkin(user, *oslo["center"], observed_at=now - timedelta(minutes=4)).json()["status"] == (
-            "accepted")
+            "accepted"
+        )
     body = world.checkin(user, *copenhagen["center"], observed_at=now).json()
     assert body["reason"] == "too_fast" and body["detail"]["seconds"] == pytest.approx(240, abs=1)
 
@@ -145,8 +152,12 @@ def test_replay_without_redis_is_the_same_answer(world, db, redis_down):
     venue, _ = open_venue(world)
     sub = f"user-{uuid.uuid4().hex[:12]}"
     key = str(uuid.uuid4())
-    body = {"lon": venue["center"][0], "lat": venue["center"][1], "accuracy_m": 10,
-            "observed_at": datetime.now(UTC).isoformat()}
+    body = {
+        "lon": venue["center"][0],
+        "lat": venue["center"][1],
+        "accuracy_m": 10,
+        "observed_at": datetime.now(UTC).isoformat(),
+    }
     headers = {**world.user(sub), "Idempotency-Key": key}
     first = world.http.post("/v1/checkins", json=body, headers=headers)
     again = world.http.post("/v1/checkins", json=body, headers=headers)
@@ -157,13 +168,16 @@ def test_replay_without_redis_is_the_same_answer(world, db, redis_down):
     assert (reused.status_code, reused.json()["code"]) == (422, "idempotency_key_reused")
 
 
-def test_without_redis_a_concurrent_duplicate_waits_and_gets_the_stored_answer(world, db, database_url,
-                                                                                 redis_down):
+def test_without_redis_a_concurrent_duplicate_waits_and_gets_the_stored_answer(world, db, database_url, redis_down):
     venue, _ = open_venue(world)
     sub = f"user-{uuid.uuid4().hex[:12]}"
     headers = {**world.user(sub), "Idempotency-Key": str(uuid.uuid4())}
-    body = {"lon": venue["center"][0], "lat": venue["center"][1], "accuracy_m": 10,
-            "observed_at": datetime.now(UTC).isoformat()}
+    body = {
+        "lon": venue["center"][0],
+        "lat": venue["center"][1],
+        "accuracy_m": 10,
+        "observed_at": datetime.now(UTC).isoformat(),
+    }
     url = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(url) as blocker, ThreadPoolExecutor(2) as pool:
         blocker.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (sub,))
@@ -180,8 +194,11 @@ def test_without_redis_a_concurrent_duplicate_waits_and_gets_the_stored_answer(w
 
 
 def _advisory_waiters(db, sub: str) -> int:
-    return db.execute("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-                      "AND (classid::bigint << 32 | objid::bigint) = hashtextextended(%s, 0)", (sub,)).fetchone()["n"]
+    return db.execute(
+        "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+        "AND (classid::bigint << 32 | objid::bigint) = hashtextextended(%s, 0)",
+        (sub,),
+    ).fetchone()["n"]
 
 
 def test_the_rate_limit_is_redis_and_lapses_without_it(world, monkeypatch, settings):

@@ -79,7 +79,7 @@ def test_the_funnel_counts_what_the_requests_did(world, db):
         r = world.checkin(world.user(user), *a["center"], observed_at=earlier)
         assert r.json()["status"] == "accepted", r.text
         codes += [u["code"] for u in r.json()["unlocked"]]
-    for user in (treated[0], control[0]):                                    # return visits at the other venue
+    for user in (treated[0], control[0]):  # return visits at the other venue
         r = world.checkin(world.user(user), *b["center"])
         assert r.json()["status"] == "accepted", r.text
         codes += [u["code"] for u in r.json()["unlocked"]]
@@ -88,8 +88,10 @@ def test_the_funnel_counts_what_the_requests_did(world, db):
     assert world.checkin(world.user(), *b["center"], accuracy_m=400).json()["reason"] == "accuracy_too_low"
     redeem(world, m, codes[0], a["id"])
     voided = redeem(world, m, codes[1], b["id"])
-    assert world.http.post(f"/v1/redemptions/{voided['id']}/void", json={"reason": "test"},
-                           headers=m.admin).status_code == 200
+    assert (
+        world.http.post(f"/v1/redemptions/{voided['id']}/void", json={"reason": "test"}, headers=m.admin).status_code
+        == 200
+    )
 
     body = stats(world, m, campaign)
 
@@ -99,11 +101,11 @@ def test_the_funnel_counts_what_the_requests_did(world, db):
     assert funnel["rejected_by_reason"] == {"accuracy_too_low": 1, "too_frequent": 2}
     assert funnel["unique_users"] == 5
     assert funnel["exposures"] == {"treatment": 3, "control": 2}
-    assert funnel["unlocks"] == len(codes) == 4                                  # 3 first visits + 1 return, treated
+    assert funnel["unlocks"] == len(codes) == 4  # 3 first visits + 1 return, treated
     assert (funnel["redemptions"], funnel["voids"]) == (1, 1)
     assert funnel["redemption_rate_of_unlocks"] == pytest.approx(1 / 4)
     assert funnel["redemption_rate_of_treatment_users"] == pytest.approx(1 / 3)
-    assert body["status"] == "collecting"                                         # no window has closed yet
+    assert body["status"] == "collecting"  # no window has closed yet
     assert body["effect"]["arms"]["treatment"]["users_exposed"] == 3
     assert body["effect"]["arms"]["control"]["users_window_closed"] == 0
 
@@ -130,10 +132,13 @@ def _unlock_all(world, m, venue, users: int) -> list[dict]:
 def _age(db, unlock_id: str, minutes: float, window: float | None = None) -> None:
     """Test-data setup: pretend the unlock happened `minutes` ago. Its redemption window stays
     what the offer made it (`window` only restates it), as the stats aggregates assume."""
-    db.execute("""UPDATE unlocks SET unlocked_at = now() - make_interval(secs => %(s)s),
+    db.execute(
+        """UPDATE unlocks SET unlocked_at = now() - make_interval(secs => %(s)s),
                                      expires_at = now() - make_interval(secs => %(s)s)
                                                   + coalesce(make_interval(secs => %(w)s), expires_at - unlocked_at)
-                  WHERE id = %(id)s""", {"s": minutes * 60, "w": window and window * 60, "id": unlock_id})
+                  WHERE id = %(id)s""",
+        {"s": minutes * 60, "w": window and window * 60, "id": unlock_id},
+    )
     row = db.execute("SELECT window_minutes(u) AS w FROM unlocks u WHERE id = %s", (unlock_id,)).fetchone()
     assert window is None or row["w"] == window, "a test may not change an offer's window"
 
@@ -141,10 +146,13 @@ def _age(db, unlock_id: str, minutes: float, window: float | None = None) -> Non
 def _raw_time_to_redeem(db, campaign_id: str):
     """Kaplan-Meier from the unlock rows themselves: redeemed ones are events, the others are
     censored at their age, or at their window once expired."""
-    rows = db.execute("""
+    rows = db.execute(
+        """
         SELECT floor(extract(epoch FROM coalesce(redeemed_at, least(now(), expires_at)) - unlocked_at) / 60) AS m,
                redeemed_at IS NOT NULL AS redeemed
-        FROM unlocks WHERE campaign_id = %s""", [campaign_id]).fetchall()
+        FROM unlocks WHERE campaign_id = %s""",
+        [campaign_id],
+    ).fetchall()
     return kaplan_meier_quantiles([float(r["m"]) for r in rows], [r["redeemed"] for r in rows])
 
 
@@ -165,8 +173,12 @@ def test_time_to_redeem_censors_open_and_expired_unlocks(world, db):
     # S(25) = 0.22; the expired one is censored at its 60-minute window.
     assert (ttr["median"], ttr["p75"], ttr["unlocks"], ttr["redeemed"]) == (20, 25, 6, 4)
     expected = _raw_time_to_redeem(db, campaign["id"])
-    assert (ttr["median"], ttr["p75"], ttr["unlocks"], ttr["redeemed"]) == \
-           (expected.median, expected.p75, expected.n, expected.events)
+    assert (ttr["median"], ttr["p75"], ttr["unlocks"], ttr["redeemed"]) == (
+        expected.median,
+        expected.p75,
+        expected.n,
+        expected.events,
+    )
 
 
 def test_expired_unlocks_are_censored_at_their_own_window(world, db):
@@ -178,7 +190,7 @@ def test_expired_unlocks_are_censored_at_their_own_window(world, db):
     windows = {o["id"]: o["redeem_within_minutes"] for o in campaign["offers"]}
     shorts = [u for pair in pairs for u in pair if windows[u["offer_id"]] == 30]
     longs = [u for pair in pairs for u in pair if windows[u["offer_id"]] == 600]
-    for unlock in shorts:                                    # all expired unredeemed after 30 minutes
+    for unlock in shorts:  # all expired unredeemed after 30 minutes
         _age(db, unlock["unlock_id"], 40, window=30)
     for unlock, minutes in zip(longs, (100, 200, 300, 350, 400, 450), strict=True):
         _age(db, unlock["unlock_id"], minutes)
@@ -205,13 +217,20 @@ def test_redemption_and_void_move_the_funnel_and_time_to_redeem(world, db):
     redemption = redeem(world, m, first["code"], v["id"])
 
     redeemed = stats(world, m, campaign)["funnel"]
-    assert world.http.post(f"/v1/redemptions/{redemption['id']}/void", json={"reason": "mistake"},
-                           headers=m.admin).status_code == 200
+    assert (
+        world.http.post(
+            f"/v1/redemptions/{redemption['id']}/void", json={"reason": "mistake"}, headers=m.admin
+        ).status_code
+        == 200
+    )
     voided = stats(world, m, campaign)["funnel"]
 
     assert (before["redemptions"], redeemed["redemptions"], voided["redemptions"]) == (0, 1, 0)
-    assert (before["time_to_redeem_minutes"]["redeemed"], redeemed["time_to_redeem_minutes"]["redeemed"],
-            voided["time_to_redeem_minutes"]["redeemed"]) == (0, 1, 0)
+    assert (
+        before["time_to_redeem_minutes"]["redeemed"],
+        redeemed["time_to_redeem_minutes"]["redeemed"],
+        voided["time_to_redeem_minutes"]["redeemed"],
+    ) == (0, 1, 0)
     # The open unlock (3 minutes old) leaves the risk set first, so the redemption at 12 takes S to 0.
     assert (redeemed["time_to_redeem_minutes"]["median"], redeemed["time_to_redeem_minutes"]["p75"]) == (12, 12)
     assert voided["time_to_redeem_minutes"]["median"] is None
@@ -241,8 +260,11 @@ def test_csv_has_the_breakdowns_as_the_json(world, db):
     by_key = {(row["breakdown"], row["key"]): row for row in rows}
     for day in body["by_day"]:
         row = by_key[("day", day["day"])]
-        assert (int(row["checkins_accepted"]), int(row["checkins_rejected"]), int(row["unlocks"])) == \
-               (day["checkins_accepted"], day["checkins_rejected"], day["unlocks"]) == (2, 1, 2)
+        assert (
+            (int(row["checkins_accepted"]), int(row["checkins_rejected"]), int(row["unlocks"]))
+            == (day["checkins_accepted"], day["checkins_rejected"], day["unlocks"])
+            == (2, 1, 2)
+        )
     assert by_key[("venue", b["id"])]["name"] == 'Cafe "Torget", 2nd floor'
     assert int(by_key[("venue", b["id"])]["checkins_rejected"]) == 1
     # A spreadsheet must show a merchant-chosen name, never run it as a formula.
@@ -268,17 +290,25 @@ def test_a_void_after_midnight_counts_against_the_day_of_its_redemption(world, d
     ((unlock,),) = _unlock_all(world, m, v, 1)
     redemption = redeem(world, m, unlock["code"], v["id"])
     # Test-data setup: the redemption (and its unlock and counter) happened yesterday, late.
-    shift = db.execute("SELECT now() - (date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
-                       " - interval '5 minutes') AS s").fetchone()["s"]
+    shift = db.execute(
+        "SELECT now() - (date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '5 minutes') AS s"
+    ).fetchone()["s"]
     db.execute("UPDATE redemptions SET redeemed_at = redeemed_at - %s WHERE id = %s", [shift, redemption["id"]])
-    db.execute("UPDATE unlocks SET unlocked_at = unlocked_at - %s, redeemed_at = redeemed_at - %s WHERE id = %s",
-               [shift, shift, unlock["unlock_id"]])
-    db.execute("UPDATE campaign_counters SET day = day - 1 WHERE campaign_id = %s AND metric = 'redemption'",
-               [campaign["id"]])
+    db.execute(
+        "UPDATE unlocks SET unlocked_at = unlocked_at - %s, redeemed_at = redeemed_at - %s WHERE id = %s",
+        [shift, shift, unlock["unlock_id"]],
+    )
+    db.execute(
+        "UPDATE campaign_counters SET day = day - 1 WHERE campaign_id = %s AND metric = 'redemption'", [campaign["id"]]
+    )
     monkeypatch.setattr(settings, "void_window_minutes", 24 * 60)
 
-    assert world.http.post(f"/v1/redemptions/{redemption['id']}/void", json={"reason": "late"},
-                           headers=m.admin).status_code == 200
+    assert (
+        world.http.post(
+            f"/v1/redemptions/{redemption['id']}/void", json={"reason": "late"}, headers=m.admin
+        ).status_code
+        == 200
+    )
 
     body = stats(world, m, campaign)
     days = {row["day"]: row for row in body["by_day"]}

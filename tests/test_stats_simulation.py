@@ -53,7 +53,7 @@ class SimUser:
     first_at: datetime
     arm: str = ""
     returns: list[datetime] = field(default_factory=list)  # accepted visits inside the attribution window
-    later: list[datetime] = field(default_factory=list)    # accepted visits after the window: not a return
+    later: list[datetime] = field(default_factory=list)  # accepted visits after the window: not a return
 
     def window_closed(self, today) -> bool:
         return self.first_at.date() + timedelta(days=ATTRIBUTION_DAYS) < today
@@ -69,14 +69,21 @@ class Visit:
     def params(self) -> dict:
         lon, lat = self.venue["center"]
         detail = json.dumps({"simulated": True}) if self.reason else None
-        return {"user": self.user, "key": str(uuid.uuid4()), "lon": lon, "lat": lat, "at": self.at,
-                "reason": self.reason, "detail": detail}
+        return {
+            "user": self.user,
+            "key": str(uuid.uuid4()),
+            "lon": lon,
+            "lat": lat,
+            "at": self.at,
+            "reason": self.reason,
+            "detail": detail,
+        }
 
 
 def run_checkins(db, visits: list[Visit]) -> None:
     for start in range(0, len(visits), BATCH):
         with db.transaction(), db.cursor() as cur:
-            cur.executemany(CHECKIN_SQL, [v.params() for v in visits[start:start + BATCH]])
+            cur.executemany(CHECKIN_SQL, [v.params() for v in visits[start : start + BATCH]])
 
 
 def day_start(days_ago: int, today) -> datetime:
@@ -92,9 +99,13 @@ def simulated_campaign(world, holdout_percent: int = HOLDOUT_PERCENT):
     m = world.merchant()
     venues = [world.venue(m, name="Storgata"), world.venue(m, name="Torget")]
     campaign = world.campaign(
-        m, [v["id"] for v in venues], holdout_percent=holdout_percent, attribution_days=ATTRIBUTION_DAYS,
+        m,
+        [v["id"] for v in venues],
+        holdout_percent=holdout_percent,
+        attribution_days=ATTRIBUTION_DAYS,
         starts_at=datetime.now(UTC) - timedelta(days=40),
-        offers=[offer_body(per_user_limit=1000, total_limit=10_000_000)])
+        offers=[offer_body(per_user_limit=1000, total_limit=10_000_000)],
+    )
     return m, venues, campaign
 
 
@@ -113,10 +124,11 @@ def simulation(http, settings, database_url):
     today = now.date()
     m, venues, campaign = simulated_campaign(world)
     # Both sides of the boundary: a first visit ATTRIBUTION_DAYS days ago has its window end today.
-    users = [SimUser(f"sim-{uuid.uuid4().hex[:12]}",
-                     day_start(days_ago, today) + timedelta(seconds=rng.uniform(0, 86_399)))
-             for days_ago in [rng.randint(ATTRIBUTION_DAYS + 1, 30) for _ in range(CLOSED_USERS)]
-             + [rng.randint(1, ATTRIBUTION_DAYS) for _ in range(OPEN_USERS)]]
+    users = [
+        SimUser(f"sim-{uuid.uuid4().hex[:12]}", day_start(days_ago, today) + timedelta(seconds=rng.uniform(0, 86_399)))
+        for days_ago in [rng.randint(ATTRIBUTION_DAYS + 1, 30) for _ in range(CLOSED_USERS)]
+        + [rng.randint(1, ATTRIBUTION_DAYS) for _ in range(OPEN_USERS)]
+    ]
     first = [Visit(u.id, u.first_at, rng.choice(venues)) for u in users]
 
     url = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -140,13 +152,24 @@ def simulation(http, settings, database_url):
                 at = min(u.first_at + timedelta(days=rng.uniform(-2, 10)), now - timedelta(minutes=1))
                 reason = rng.choice(["accuracy_too_low", "mocked_location"])
                 rejected.append(Visit(u.id, at, rng.choice(venues), reason))
-        rejected += [Visit(f"sim-{uuid.uuid4().hex[:12]}", now - timedelta(days=rng.uniform(0.01, 20)),
-                           rng.choice(venues), "stale") for _ in range(REJECTED_ONLY_USERS)]
+        rejected += [
+            Visit(
+                f"sim-{uuid.uuid4().hex[:12]}", now - timedelta(days=rng.uniform(0.01, 20)), rng.choice(venues), "stale"
+            )
+            for _ in range(REJECTED_ONLY_USERS)
+        ]
         run_checkins(db, later_visits + rejected)
     reported = get_stats(world, m, campaign)
-    return {"merchant": m, "campaign": campaign, "venues": venues, "users": users,
-            "today": datetime.now(UTC).date(),  # the day the stats were read on decides which windows closed
-            "accepted": first + later_visits, "rejected": rejected, "stats": reported}
+    return {
+        "merchant": m,
+        "campaign": campaign,
+        "venues": venues,
+        "users": users,
+        "today": datetime.now(UTC).date(),  # the day the stats were read on decides which windows closed
+        "accepted": first + later_visits,
+        "rejected": rejected,
+        "stats": reported,
+    }
 
 
 def test_funnel_counts_are_exactly_what_the_simulation_did(simulation):
@@ -169,13 +192,17 @@ def test_funnel_counts_are_exactly_what_the_simulation_did(simulation):
     expected_days = Counter(v.at.date().isoformat() for v in accepted)
     assert {d: row["checkins_accepted"] for d, row in by_day.items() if row["checkins_accepted"]} == expected_days
     exposed_days = Counter((u.first_at.date().isoformat(), u.arm) for u in users)
-    assert {(d, a): row[f"exposed_{a}"] for d, row in by_day.items() for a in ("treatment", "control")
-            if row[f"exposed_{a}"]} == exposed_days
+    assert {
+        (d, a): row[f"exposed_{a}"]
+        for d, row in by_day.items()
+        for a in ("treatment", "control")
+        if row[f"exposed_{a}"]
+    } == exposed_days
     by_venue = {row["venue_id"]: row for row in s["by_venue"]}
-    assert {vid: row["checkins_accepted"] for vid, row in by_venue.items()} == \
-           Counter(v.venue["id"] for v in accepted)
-    assert {vid: row["checkins_rejected"] for vid, row in by_venue.items() if row["checkins_rejected"]} == \
-           Counter(v.venue["id"] for v in rejected)
+    assert {vid: row["checkins_accepted"] for vid, row in by_venue.items()} == Counter(v.venue["id"] for v in accepted)
+    assert {vid: row["checkins_rejected"] for vid, row in by_venue.items() if row["checkins_rejected"]} == Counter(
+        v.venue["id"] for v in rejected
+    )
 
 
 def _outcomes(simulation, arm: str) -> tuple[np.ndarray, np.ndarray]:
@@ -228,7 +255,8 @@ def test_lift_matches_statsmodels_on_the_raw_outcomes(simulation):
     assert effect["incremental_visits"] == pytest.approx(diff["estimate"] * n_t, rel=1e-12)
     p_c = returned_c.mean()
     assert effect["minimum_detectable_effect"] == pytest.approx(
-        (1.959963984540054 + 0.8416212335729143) * math.sqrt(p_c * (1 - p_c) * (1 / n_t + 1 / n_c)), rel=1e-9)
+        (1.959963984540054 + 0.8416212335729143) * math.sqrt(p_c * (1 - p_c) * (1 / n_t + 1 / n_c)), rel=1e-9
+    )
 
 
 def test_lift_recovers_the_true_effect(simulation):
@@ -289,11 +317,29 @@ def test_small_samples_are_below_min_data_and_open_windows_are_collecting(world,
     m, venues, small = simulated_campaign(world)
     today = datetime.now(UTC).date()
     rng = random.Random(11)
-    run_checkins(db, [Visit(f"sim-{uuid.uuid4().hex[:12]}", day_start(ATTRIBUTION_DAYS + 2, today)
-                            + timedelta(seconds=rng.uniform(0, 86_399)), venues[0]) for _ in range(40)])
+    run_checkins(
+        db,
+        [
+            Visit(
+                f"sim-{uuid.uuid4().hex[:12]}",
+                day_start(ATTRIBUTION_DAYS + 2, today) + timedelta(seconds=rng.uniform(0, 86_399)),
+                venues[0],
+            )
+            for _ in range(40)
+        ],
+    )
     m2, venues2, recent = simulated_campaign(world)
-    run_checkins(db, [Visit(f"sim-{uuid.uuid4().hex[:12]}", day_start(2, today)
-                            + timedelta(seconds=rng.uniform(0, 86_399)), venues2[0]) for _ in range(200)])
+    run_checkins(
+        db,
+        [
+            Visit(
+                f"sim-{uuid.uuid4().hex[:12]}",
+                day_start(2, today) + timedelta(seconds=rng.uniform(0, 86_399)),
+                venues2[0],
+            )
+            for _ in range(200)
+        ],
+    )
 
     small_stats, recent_stats = get_stats(world, m, small), get_stats(world, m2, recent)
 
@@ -308,11 +354,15 @@ def test_small_samples_are_below_min_data_and_open_windows_are_collecting(world,
 
 def test_redemptions_in_the_simulated_campaign_reach_the_funnel(simulation, world, db):
     m, campaign = simulation["merchant"], simulation["campaign"]
-    unlocks = db.execute("""SELECT id, code, venue_id FROM unlocks WHERE campaign_id = %s
-                            ORDER BY id LIMIT 3""", [campaign["id"]]).fetchall()
+    unlocks = db.execute(
+        """SELECT id, code, venue_id FROM unlocks WHERE campaign_id = %s
+                            ORDER BY id LIMIT 3""",
+        [campaign["id"]],
+    ).fetchall()
     for u in unlocks:
-        r = world.http.post("/v1/redemptions", json={"code": u["code"], "venue_id": str(u["venue_id"])},
-                            headers=m.staff)
+        r = world.http.post(
+            "/v1/redemptions", json={"code": u["code"], "venue_id": str(u["venue_id"])}, headers=m.staff
+        )
         assert r.status_code == 201, r.text
 
     funnel = get_stats(world, m, campaign)["funnel"]
@@ -332,15 +382,18 @@ def test_a_return_visit_after_the_campaign_ended_still_counts(world, db):
     user, first = f"sim-{uuid.uuid4().hex[:10]}", datetime.now(UTC) - timedelta(days=ATTRIBUTION_DAYS + 3)
 
     def visit(at: datetime) -> None:
-        db.execute(CHECKIN_SQL, {"user": user, "key": str(uuid.uuid4()), "lon": lon, "lat": lat, "at": at,
-                                 "reason": None, "detail": None})
+        db.execute(
+            CHECKIN_SQL,
+            {"user": user, "key": str(uuid.uuid4()), "lon": lon, "lat": lat, "at": at, "reason": None, "detail": None},
+        )
 
     visit(first)
     assert world.http.post(f"/v1/campaigns/{campaign['id']}/end", headers=merchant.admin).status_code == 200
     visit(first + timedelta(days=2))
 
-    row = db.execute("SELECT return_visits FROM exposures WHERE campaign_id = %s AND user_id = %s",
-                     (campaign["id"], user)).fetchone()
+    row = db.execute(
+        "SELECT return_visits FROM exposures WHERE campaign_id = %s AND user_id = %s", (campaign["id"], user)
+    ).fetchone()
     assert row["return_visits"] == 1
     treatment = get_stats(world, merchant, campaign)["effect"]["arms"]["treatment"]
     assert (treatment["users_window_closed"], treatment["returned_users"]) == (1, 1)

@@ -62,6 +62,7 @@ def assert_outside(world, lon: float, lat: float, accuracy_m: float) -> dict:
 
 # --- create and read -----------------------------------------------------------------------
 
+
 def test_a_circle_venue_is_created_echoed_and_measured(world):
     m = world.merchant()
     lon, lat = world.spot()
@@ -80,8 +81,10 @@ def test_a_circle_venue_is_created_echoed_and_measured(world):
 def test_a_polygon_venue_is_echoed_and_has_its_geodesic_area(world):
     m = world.merchant()
     lon, lat = world.spot()
-    for ring, dlon, dlat in ((rectangle(lon, lat, 0.002, 0.001), 0.002, 0.001),
-                             (rectangle(lon, lat, 0.001, 0.003)[::-1], 0.001, 0.003)):  # clockwise, too
+    for ring, dlon, dlat in (
+        (rectangle(lon, lat, 0.002, 0.001), 0.002, 0.001),
+        (rectangle(lon, lat, 0.001, 0.003)[::-1], 0.001, 0.003),
+    ):  # clockwise, too
         polygon = {"type": "Polygon", "coordinates": [ring]}
         r = world.http.post("/v1/venues", json=venue_body(polygon), headers=m.admin)
         assert r.status_code == 201, r.text
@@ -94,8 +97,9 @@ def test_a_polygon_with_a_hole_and_a_multipolygon_are_measured_without_the_hole(
     lon, lat = world.spot()
     outer = rectangle(lon, lat, 0.003, 0.003)
     hole = rectangle(lon + 0.001, lat + 0.001, 0.001, 0.001)[::-1]
-    r = world.http.post("/v1/venues", json=venue_body({"type": "Polygon", "coordinates": [outer, hole]}),
-                        headers=m.admin)
+    r = world.http.post(
+        "/v1/venues", json=venue_body({"type": "Polygon", "coordinates": [outer, hole]}), headers=m.admin
+    )
     assert r.status_code == 201, r.text
     expected = rectangle_area_m2(lat, 0.003, 0.003) - rectangle_area_m2(lat + 0.001, 0.001, 0.001)
     assert r.json()["area_m2"] == pytest.approx(expected, rel=2e-3)
@@ -103,8 +107,10 @@ def test_a_polygon_with_a_hole_and_a_multipolygon_are_measured_without_the_hole(
     assert_outside(world, lon + 0.0015, lat + 0.0015, 5)  # the middle of the hole is ~55 m from the fence
     assert_accepted_at(world, venue, lon + 0.0005, lat + 0.0005, 5)
 
-    multi = {"type": "MultiPolygon", "coordinates": [[rectangle(lon + 0.01, lat, 0.001, 0.001)],
-                                                     [rectangle(lon + 0.02, lat, 0.001, 0.001)]]}
+    multi = {
+        "type": "MultiPolygon",
+        "coordinates": [[rectangle(lon + 0.01, lat, 0.001, 0.001)], [rectangle(lon + 0.02, lat, 0.001, 0.001)]],
+    }
     r = world.http.post("/v1/venues", json=venue_body(multi), headers=m.admin)
     assert r.status_code == 201, r.text
     assert r.json()["geofence"] == multi
@@ -136,8 +142,10 @@ def test_an_unknown_timezone_is_422_on_timezone(world, timezone):
 def test_text_postgresql_cannot_store_is_422_not_500(world):
     m = world.merchant()
     circle = {"type": "Circle", "center": list(world.spot()), "radius_m": 50}
-    for body, field in ((venue_body(circle, name="Caf\x00e"), "name"),
-                        (venue_body(circle, address="Gate 1\x00"), "address")):
+    for body, field in (
+        (venue_body(circle, name="Caf\x00e"), "name"),
+        (venue_body(circle, address="Gate 1\x00"), "address"),
+    ):
         r = world.http.post("/v1/venues", json=body, headers=m.admin)
         assert fields(assert_problem(r, 422, "validation_error")) == [field]
     venue = world.venue(m)
@@ -146,13 +154,15 @@ def test_text_postgresql_cannot_store_is_422_not_500(world):
     r = world.http.post("/v1/merchants", json={"name": "Evil\x00Corp"}, headers=world.headers("platform_admin"))
     assert fields(assert_problem(r, 422, "validation_error")) == ["name"]
     # everything else in Unicode is fine
-    r = world.http.patch(f"/v1/venues/{venue['id']}", json={"name": "Kafé Ærlig ☕", "address": "Gate 1\nOslo"},
-                         headers=m.admin)
+    r = world.http.patch(
+        f"/v1/venues/{venue['id']}", json={"name": "Kafé Ærlig ☕", "address": "Gate 1\nOslo"}, headers=m.admin
+    )
     assert r.status_code == 200, r.text
     assert (r.json()["name"], r.json()["address"]) == ("Kafé Ærlig ☕", "Gate 1\nOslo")
 
 
 # --- list ----------------------------------------------------------------------------------
+
 
 def test_the_list_walks_pages_with_a_cursor(world):
     m = world.merchant()
@@ -161,8 +171,7 @@ def test_the_list_walks_pages_with_a_cursor(world):
     cursor = None
     pages = []
     for _ in range(4):
-        r = world.http.get("/v1/venues", params={"limit": 2, **({"cursor": cursor} if cursor else {})},
-                           headers=m.staff)
+        r = world.http.get("/v1/venues", params={"limit": 2, **({"cursor": cursor} if cursor else {})}, headers=m.staff)
         assert r.status_code == 200, r.text
         page = r.json()
         pages.append(len(page["items"]))
@@ -178,6 +187,7 @@ def test_the_list_walks_pages_with_a_cursor(world):
 
 # --- change and delete -----------------------------------------------------------------------
 
+
 def test_patch_changes_only_what_is_sent_and_moves_the_fence(world):
     m = world.merchant()
     venue = world.venue(m, radius_m=40)
@@ -185,14 +195,14 @@ def test_patch_changes_only_what_is_sent_and_moves_the_fence(world):
     new_lon, new_lat = world.spot()
     square = {"type": "Polygon", "coordinates": [rectangle(new_lon, new_lat, 0.001, 0.001)]}
 
-    r = world.http.patch(f"/v1/venues/{venue['id']}", json={"name": "Renamed", "address": "Torget 2"},
-                         headers=m.admin)
+    r = world.http.patch(f"/v1/venues/{venue['id']}", json={"name": "Renamed", "address": "Torget 2"}, headers=m.admin)
     assert r.status_code == 200, r.text
     assert (r.json()["name"], r.json()["address"], r.json()["timezone"]) == ("Renamed", "Torget 2", "Europe/Oslo")
     assert r.json()["geofence"] == venue["geofence"]
 
-    r = world.http.patch(f"/v1/venues/{venue['id']}", json={"geofence": square, "timezone": "Asia/Tokyo"},
-                         headers=m.admin)
+    r = world.http.patch(
+        f"/v1/venues/{venue['id']}", json={"geofence": square, "timezone": "Asia/Tokyo"}, headers=m.admin
+    )
     assert r.status_code == 200, r.text
     changed = r.json()
     assert (changed["geofence"], changed["timezone"], changed["name"]) == (square, "Asia/Tokyo", "Renamed")
@@ -206,8 +216,11 @@ def test_patch_changes_only_what_is_sent_and_moves_the_fence(world):
     for body in ({"name": None}, {"geofence": None}, {"timezone": None}):
         r = world.http.patch(f"/v1/venues/{venue['id']}", json=body, headers=m.admin)
         assert fields(assert_problem(r, 422)) == list(body)
-    r = world.http.patch(f"/v1/venues/{venue['id']}", json={"geofence": {"type": "Circle", "center": [0, 0],
-                                                                          "radius_m": 5}}, headers=m.admin)
+    r = world.http.patch(
+        f"/v1/venues/{venue['id']}",
+        json={"geofence": {"type": "Circle", "center": [0, 0], "radius_m": 5}},
+        headers=m.admin,
+    )
     assert_problem(r, 422, "validation_error")
     assert world.http.get(f"/v1/venues/{venue['id']}", headers=m.admin).json() == changed
 
@@ -218,8 +231,9 @@ def test_a_deleted_venue_is_gone_everywhere(world):
     keep = world.venue(m)
     lon, lat = venue["center"]
     assert_accepted_at(world, venue, lon, lat, 5)
-    nearby = world.http.get("/v1/venues/nearby", params={"lat": lat, "lon": lon, "radius_m": 200},
-                            headers=world.user()).json()["items"]
+    nearby = world.http.get(
+        "/v1/venues/nearby", params={"lat": lat, "lon": lon, "radius_m": 200}, headers=world.user()
+    ).json()["items"]
     assert [v["id"] for v in nearby] == [venue["id"]]
 
     r = world.http.delete(f"/v1/venues/{venue['id']}", headers=m.admin)
@@ -231,14 +245,16 @@ def test_a_deleted_venue_is_gone_everywhere(world):
     assert [v["id"] for v in world.http.get("/v1/venues", headers=m.admin).json()["items"]] == [keep["id"]]
     body = assert_outside(world, lon, lat, 5)
     assert body["venue"] is None
-    nearby = world.http.get("/v1/venues/nearby", params={"lat": lat, "lon": lon, "radius_m": 200},
-                            headers=world.user()).json()["items"]
+    nearby = world.http.get(
+        "/v1/venues/nearby", params={"lat": lat, "lon": lon, "radius_m": 200}, headers=world.user()
+    ).json()["items"]
     assert nearby == []
     r = world.checkin(world.user(), lon, lat, accuracy_m=5, venue_id=venue["id"])
     assert r.json()["status"] == "rejected", r.text
 
 
 # --- tenancy -------------------------------------------------------------------------------
+
 
 def test_another_merchants_venue_is_indistinguishable_from_a_missing_one(world):
     a, b = world.merchant("A"), world.merchant("B")
@@ -252,14 +268,16 @@ def test_another_merchants_venue_is_indistinguishable_from_a_missing_one(world):
         return body
 
     for headers in (b.admin, b.staff, b.marketer):
-        assert without_instance(world.http.get(f"/v1/venues/{venue['id']}", headers=headers)) == \
-            without_instance(world.http.get(f"/v1/venues/{missing}", headers=headers))
+        assert without_instance(world.http.get(f"/v1/venues/{venue['id']}", headers=headers)) == without_instance(
+            world.http.get(f"/v1/venues/{missing}", headers=headers)
+        )
         assert [v["id"] for v in world.http.get("/v1/venues", headers=headers).json()["items"]] == [b_venue["id"]]
-    assert without_instance(world.http.patch(f"/v1/venues/{venue['id']}", json={"name": "Mine"},
-                                             headers=b.admin)) == \
-        without_instance(world.http.patch(f"/v1/venues/{missing}", json={"name": "Mine"}, headers=b.admin))
-    assert without_instance(world.http.delete(f"/v1/venues/{venue['id']}", headers=b.admin)) == \
-        without_instance(world.http.delete(f"/v1/venues/{missing}", headers=b.admin))
+    assert without_instance(
+        world.http.patch(f"/v1/venues/{venue['id']}", json={"name": "Mine"}, headers=b.admin)
+    ) == without_instance(world.http.patch(f"/v1/venues/{missing}", json={"name": "Mine"}, headers=b.admin))
+    assert without_instance(world.http.delete(f"/v1/venues/{venue['id']}", headers=b.admin)) == without_instance(
+        world.http.delete(f"/v1/venues/{missing}", headers=b.admin)
+    )
 
     # a cursor from A's ids does not open A's list to B
     r = world.http.get("/v1/venues", params={"cursor": "00000000-0000-0000-0000-000000000000"}, headers=b.admin)
@@ -295,57 +313,126 @@ def _polygon(*rings) -> dict:
 
 
 def _many_vertices(n: int) -> list[list[float]]:
-    ring = [[LON + 0.001 * math.cos(2 * math.pi * i / n), LAT + 0.001 * math.sin(2 * math.pi * i / n)]
-            for i in range(n)]
+    ring = [
+        [LON + 0.001 * math.cos(2 * math.pi * i / n), LAT + 0.001 * math.sin(2 * math.pi * i / n)] for i in range(n)
+    ]
     return [*ring, ring[0]]
 
 
 # (case, geofence as JSON text, errors[0].field, errors[0].code)
 BAD_GEOFENCES = [
-    ("bow-tie", _polygon([[LON, LAT], [LON + 0.001, LAT + 0.001], [LON + 0.001, LAT], [LON, LAT + 0.001],
-                          [LON, LAT]]), "geofence.coordinates", "invalid_geometry"),
-    ("unclosed ring", _polygon(rectangle(LON, LAT, 0.001, 0.001)[:-1]), "geofence.coordinates.0",
-     "ring_not_closed"),
-    ("too few points", _polygon([[LON, LAT], [LON + 0.001, LAT], [LON, LAT]]), "geofence.coordinates.0",
-     "too_few_points"),
+    (
+        "bow-tie",
+        _polygon([[LON, LAT], [LON + 0.001, LAT + 0.001], [LON + 0.001, LAT], [LON, LAT + 0.001], [LON, LAT]]),
+        "geofence.coordinates",
+        "invalid_geometry",
+    ),
+    ("unclosed ring", _polygon(rectangle(LON, LAT, 0.001, 0.001)[:-1]), "geofence.coordinates.0", "ring_not_closed"),
+    (
+        "too few points",
+        _polygon([[LON, LAT], [LON + 0.001, LAT], [LON, LAT]]),
+        "geofence.coordinates.0",
+        "too_few_points",
+    ),
     ("empty coordinates", _polygon(), "geofence.coordinates", "empty_geometry"),
     ("empty ring", _polygon([]), "geofence.coordinates.0", "too_few_points"),
-    ("collinear ring", _polygon([[LON, LAT], [LON + 0.001, LAT], [LON + 0.002, LAT], [LON, LAT]]),
-     "geofence.coordinates.0", "empty_geometry"),
-    ("latitude 91", _polygon([[LON, LAT], [LON, 91], [LON + 0.001, LAT], [LON, LAT]]),
-     "geofence.coordinates.0.1.1", "lat_out_of_range"),
-    ("longitude 181", _polygon([[LON, LAT], [181, LAT], [LON, LAT + 0.001], [LON, LAT]]),
-     "geofence.coordinates.0.1.0", "lon_out_of_range"),
-    ("NaN longitude", '{"type": "Polygon", "coordinates": [[[10, 60], [NaN, 60], [10.001, 60.001], [10, 60]]]}',
-     "geofence.coordinates.0.1.0", "not_finite"),
-    ("Infinity latitude", '{"type": "Polygon", "coordinates": [[[10, 60], [10.001, Infinity], [10.001, 60.001], '
-     '[10, 60]]]}', "geofence.coordinates.0.1.1", "not_finite"),
-    ("-Infinity circle centre", '{"type": "Circle", "center": [-Infinity, 60], "radius_m": 50}',
-     "geofence.center.0", "not_finite"),
-    ("NaN radius", '{"type": "Circle", "center": [10, 60], "radius_m": NaN}', "geofence.radius_m",
-     "radius_out_of_range"),
-    ("a string coordinate", _polygon([[LON, LAT], ["10.8", LAT], [LON, LAT + 0.001], [LON, LAT]]),
-     "geofence.coordinates.0.1.0", "not_a_number"),
-    ("an altitude", _polygon([[LON, LAT, 12], [LON + 0.001, LAT], [LON, LAT + 0.001], [LON, LAT]]),
-     "geofence.coordinates.0.0", "bad_position"),
+    (
+        "collinear ring",
+        _polygon([[LON, LAT], [LON + 0.001, LAT], [LON + 0.002, LAT], [LON, LAT]]),
+        "geofence.coordinates.0",
+        "empty_geometry",
+    ),
+    (
+        "latitude 91",
+        _polygon([[LON, LAT], [LON, 91], [LON + 0.001, LAT], [LON, LAT]]),
+        "geofence.coordinates.0.1.1",
+        "lat_out_of_range",
+    ),
+    (
+        "longitude 181",
+        _polygon([[LON, LAT], [181, LAT], [LON, LAT + 0.001], [LON, LAT]]),
+        "geofence.coordinates.0.1.0",
+        "lon_out_of_range",
+    ),
+    (
+        "NaN longitude",
+        '{"type": "Polygon", "coordinates": [[[10, 60], [NaN, 60], [10.001, 60.001], [10, 60]]]}',
+        "geofence.coordinates.0.1.0",
+        "not_finite",
+    ),
+    (
+        "Infinity latitude",
+        '{"type": "Polygon", "coordinates": [[[10, 60], [10.001, Infinity], [10.001, 60.001], [10, 60]]]}',
+        "geofence.coordinates.0.1.1",
+        "not_finite",
+    ),
+    (
+        "-Infinity circle centre",
+        '{"type": "Circle", "center": [-Infinity, 60], "radius_m": 50}',
+        "geofence.center.0",
+        "not_finite",
+    ),
+    (
+        "NaN radius",
+        '{"type": "Circle", "center": [10, 60], "radius_m": NaN}',
+        "geofence.radius_m",
+        "radius_out_of_range",
+    ),
+    (
+        "a string coordinate",
+        _polygon([[LON, LAT], ["10.8", LAT], [LON, LAT + 0.001], [LON, LAT]]),
+        "geofence.coordinates.0.1.0",
+        "not_a_number",
+    ),
+    (
+        "an altitude",
+        _polygon([[LON, LAT, 12], [LON + 0.001, LAT], [LON, LAT + 0.001], [LON, LAT]]),
+        "geofence.coordinates.0.0",
+        "bad_position",
+    ),
     ("too many vertices", _polygon(_many_vertices(1000)), "geofence.coordinates", "too_many_vertices"),
     ("too large an area", _polygon(rectangle(LON, LAT, 0.1, 0.1)), "geofence.coordinates", "area_too_large"),
-    ("radius below the minimum", {"type": "Circle", "center": [LON, LAT], "radius_m": 9.99}, "geofence.radius_m",
-     "radius_out_of_range"),
-    ("radius above the maximum", {"type": "Circle", "center": [LON, LAT], "radius_m": 1000.01},
-     "geofence.radius_m", "radius_out_of_range"),
-    ("radius a string", {"type": "Circle", "center": [LON, LAT], "radius_m": "50"}, "geofence.radius_m",
-     "radius_out_of_range"),
+    (
+        "radius below the minimum",
+        {"type": "Circle", "center": [LON, LAT], "radius_m": 9.99},
+        "geofence.radius_m",
+        "radius_out_of_range",
+    ),
+    (
+        "radius above the maximum",
+        {"type": "Circle", "center": [LON, LAT], "radius_m": 1000.01},
+        "geofence.radius_m",
+        "radius_out_of_range",
+    ),
+    (
+        "radius a string",
+        {"type": "Circle", "center": [LON, LAT], "radius_m": "50"},
+        "geofence.radius_m",
+        "radius_out_of_range",
+    ),
     ("circle without a radius", {"type": "Circle", "center": [LON, LAT]}, "geofence.radius_m", "missing_field"),
-    ("a ring across the antimeridian", _polygon([[179.9, LAT], [-179.9, LAT], [-179.9, LAT + 0.001],
-                                                 [179.9, LAT + 0.001], [179.9, LAT]]),
-     "geofence.coordinates.0", "crosses_antimeridian"),
-    ("overlapping multipolygon parts", {"type": "MultiPolygon", "coordinates": [
-        [rectangle(LON, LAT, 0.002, 0.002)], [rectangle(LON + 0.001, LAT + 0.001, 0.002, 0.002)]]},
-     "geofence.coordinates", "invalid_geometry"),
+    (
+        "a ring across the antimeridian",
+        _polygon([[179.9, LAT], [-179.9, LAT], [-179.9, LAT + 0.001], [179.9, LAT + 0.001], [179.9, LAT]]),
+        "geofence.coordinates.0",
+        "crosses_antimeridian",
+    ),
+    (
+        "overlapping multipolygon parts",
+        {
+            "type": "MultiPolygon",
+            "coordinates": [[rectangle(LON, LAT, 0.002, 0.002)], [rectangle(LON + 0.001, LAT + 0.001, 0.002, 0.002)]],
+        },
+        "geofence.coordinates",
+        "invalid_geometry",
+    ),
     ("a point", {"type": "Point", "coordinates": [LON, LAT]}, "geofence.type", "unknown_type"),
-    ("an unknown member", {"type": "Circle", "center": [LON, LAT], "radius_m": 50, "crs": "EPSG:4326"},
-     "geofence.crs", "unknown_field"),
+    (
+        "an unknown member",
+        {"type": "Circle", "center": [LON, LAT], "radius_m": 50, "crs": "EPSG:4326"},
+        "geofence.crs",
+        "unknown_field",
+    ),
 ]
 
 
@@ -361,8 +448,11 @@ def test_a_bad_geofence_is_422_naming_the_field(world, case, geofence, field, co
         assert "split" in problem["detail"] and "MultiPolygon" in problem["detail"]
 
     venue = world.venue(m)
-    r = world.http.patch(f"/v1/venues/{venue['id']}", content=f'{{"geofence": {geofence_text}}}',
-                         headers={**m.admin, "Content-Type": "application/json"})
+    r = world.http.patch(
+        f"/v1/venues/{venue['id']}",
+        content=f'{{"geofence": {geofence_text}}}',
+        headers={**m.admin, "Content-Type": "application/json"},
+    )
     problem = assert_problem(r, 422, "validation_error")
     assert (problem["errors"][0]["field"], problem["errors"][0]["code"]) == (field, code), problem
     assert world.http.get(f"/v1/venues/{venue['id']}", headers=m.admin).json()["geofence"] == venue["geofence"]
@@ -373,14 +463,20 @@ def test_a_bad_geofence_is_422_naming_the_field(world, case, geofence, field, co
 def test_non_finite_numbers_in_a_checkin_are_422(world, raw):
     for field in ("lat", "lon", "accuracy_m"):
         values = {"lat": "59.9", "lon": "10.7", "accuracy_m": "5", field: raw}
-        body = (f'{{"lat": {values["lat"]}, "lon": {values["lon"]}, "accuracy_m": {values["accuracy_m"]}, '
-                f'"observed_at": "2030-01-01T00:00:00Z"}}')
-        r = world.http.post("/v1/checkins", content=body, headers={**world.user(), "Idempotency-Key": "k",
-                                                                   "Content-Type": "application/json"})
+        body = (
+            f'{{"lat": {values["lat"]}, "lon": {values["lon"]}, "accuracy_m": {values["accuracy_m"]}, '
+            f'"observed_at": "2030-01-01T00:00:00Z"}}'
+        )
+        r = world.http.post(
+            "/v1/checkins",
+            content=body,
+            headers={**world.user(), "Idempotency-Key": "k", "Content-Type": "application/json"},
+        )
         assert fields(assert_problem(r, 422, "validation_error")) == [field]
 
 
 # --- the antimeridian ----------------------------------------------------------------------
+
 
 def test_a_multipolygon_split_at_the_antimeridian_matches_checkins_on_both_sides(world):
     m = world.merchant()
@@ -413,6 +509,7 @@ def test_a_circle_straddling_the_antimeridian_matches_on_both_sides(world):
 
 # --- on and just off the fence -------------------------------------------------------------
 
+
 def test_a_checkin_exactly_on_a_polygon_edge_is_accepted(world):
     m = world.merchant()
     lon, lat = world.spot()
@@ -431,8 +528,12 @@ def test_twenty_metres_outside_a_polygon_is_rejected_with_the_distance(world):
     m = world.merchant()
     lon, lat = world.spot()
     venue = world.venue(m, geofence={"type": "Polygon", "coordinates": [rectangle(lon, lat, 0.002, 0.002)]})
-    for azimuth, start in ((270, (lon, lat + 0.001)), (90, (lon + 0.002, lat + 0.001)),
-                           (0, (lon + 0.001, lat + 0.002)), (180, (lon + 0.001, lat))):
+    for azimuth, start in (
+        (270, (lon, lat + 0.001)),
+        (90, (lon + 0.002, lat + 0.001)),
+        (0, (lon + 0.001, lat + 0.002)),
+        (180, (lon + 0.001, lat)),
+    ):
         body = assert_outside(world, *offset(*start, azimuth, 20), 5)
         assert body["detail"]["distance_m"] == pytest.approx(20, abs=3), body
         assert body["detail"]["nearest_venue_id"] == venue["id"]
@@ -453,11 +554,17 @@ def test_two_metres_inside_and_outside_a_circle(world, azimuth):
 
 # --- nearby --------------------------------------------------------------------------------
 
+
 def test_nearby_lists_nearest_first_and_says_only_whether_an_offer_waits(world):
     m = world.merchant()
     lon, lat = world.spot()
-    secret = {"title": f"Secret bun {uuid.uuid4().hex}", "description": f"Hidden {uuid.uuid4().hex}",
-              "terms": f"Terms {uuid.uuid4().hex}", "rule": {"type": "every_checkin"}, "total_limit": 100}
+    secret = {
+        "title": f"Secret bun {uuid.uuid4().hex}",
+        "description": f"Hidden {uuid.uuid4().hex}",
+        "terms": f"Terms {uuid.uuid4().hex}",
+        "rule": {"type": "every_checkin"},
+        "total_limit": 100,
+    }
 
     active = world.venue(m, center=offset(lon, lat, 90, 100), radius_m=30, name="Active")
     draft = world.venue(m, center=offset(lon, lat, 0, 300), radius_m=30, name="Draft")
@@ -474,8 +581,7 @@ def test_nearby_lists_nearest_first_and_says_only_whether_an_offer_waits(world):
     unlocked = checkin(world, *active["center"], 5)["unlocked"]
     assert len(unlocked) == 1
 
-    r = world.http.get("/v1/venues/nearby", params={"lat": lat, "lon": lon, "radius_m": 1000},
-                       headers=world.user())
+    r = world.http.get("/v1/venues/nearby", params={"lat": lat, "lon": lon, "radius_m": 1000}, headers=world.user())
     assert r.status_code == 200, r.text
     items = r.json()["items"]
     assert [v["id"] for v in items] == [active["id"], draft["id"], plain["id"], paused["id"], no_offer["id"]]
@@ -483,28 +589,50 @@ def test_nearby_lists_nearest_first_and_says_only_whether_an_offer_waits(world):
     assert [v["has_checkin_offer"] for v in items] == [True, False, False, False, False]
     for item in items:
         assert set(item) == {"id", "name", "distance_m", "has_checkin_offer"}
-    for hidden in (secret["title"], secret["description"], secret["terms"], unlocked[0]["code"],
-                   unlocked[0]["offer_id"], "title", "code"):
+    for hidden in (
+        secret["title"],
+        secret["description"],
+        secret["terms"],
+        unlocked[0]["code"],
+        unlocked[0]["offer_id"],
+        "title",
+        "code",
+    ):
         assert hidden not in r.text
 
-    r = world.http.get("/v1/venues/nearby", params={"lat": active["center"][1], "lon": active["center"][0],
-                                                    "radius_m": 50}, headers=world.user())
+    r = world.http.get(
+        "/v1/venues/nearby",
+        params={"lat": active["center"][1], "lon": active["center"][0], "radius_m": 50},
+        headers=world.user(),
+    )
     assert [(v["id"], v["distance_m"]) for v in r.json()["items"]] == [(active["id"], 0)]
-    r = world.http.get("/v1/venues/nearby", params={"lat": lat, "lon": lon, "radius_m": 1000, "limit": 2},
-                       headers=world.user())
+    r = world.http.get(
+        "/v1/venues/nearby", params={"lat": lat, "lon": lon, "radius_m": 1000, "limit": 2}, headers=world.user()
+    )
     assert [v["id"] for v in r.json()["items"]] == [active["id"], draft["id"]]
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"radius_m": 0}, "radius_m"), ({"radius_m": -1}, "radius_m"), ({"radius_m": 5001}, "radius_m"),
-    ({"radius_m": "inf"}, "radius_m"), ({"radius_m": "nan"}, "radius_m"),
-    ({"lat": 91}, "lat"), ({"lat": -90.5}, "lat"), ({"lat": "nan"}, "lat"),
-    ({"lon": 181}, "lon"), ({"lon": "-inf"}, "lon"), ({"lat": None}, "lat"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"radius_m": 0}, "radius_m"),
+        ({"radius_m": -1}, "radius_m"),
+        ({"radius_m": 5001}, "radius_m"),
+        ({"radius_m": "inf"}, "radius_m"),
+        ({"radius_m": "nan"}, "radius_m"),
+        ({"lat": 91}, "lat"),
+        ({"lat": -90.5}, "lat"),
+        ({"lat": "nan"}, "lat"),
+        ({"lon": 181}, "lon"),
+        ({"lon": "-inf"}, "lon"),
+        ({"lat": None}, "lat"),
+    ],
+)
 def test_nearby_bounds_are_422(world, params, field):
     query = {"lat": 59.9, "lon": 10.7, "radius_m": 500} | params
-    r = world.http.get("/v1/venues/nearby", params={k: v for k, v in query.items() if v is not None},
-                       headers=world.user())
+    r = world.http.get(
+        "/v1/venues/nearby", params={k: v for k, v in query.items() if v is not None}, headers=world.user()
+    )
     assert fields(assert_problem(r, 422, "validation_error")) == [field]
 
 

@@ -32,12 +32,16 @@ async def create_campaign(body: CampaignIn, principal: MerchantAdmin, session: S
 
 @router.get("", response_model=Page[CampaignOut])
 async def list_campaigns(
-    principal: MerchantReader, session: Session,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50, cursor: uuid.UUID | None = None,
+    principal: MerchantReader,
+    session: Session,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: uuid.UUID | None = None,
 ):
     items = await campaigns.list_campaigns(session, merchant_of(principal), after=cursor, limit=limit)
-    return {"items": [await _out(session, c) for c in items],
-            "next_cursor": str(items[-1].id) if len(items) == limit else None}
+    return {
+        "items": [await _out(session, c) for c in items],
+        "next_cursor": str(items[-1].id) if len(items) == limit else None,
+    }
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut, responses=error_responses(404))
@@ -57,9 +61,14 @@ async def update_campaign(campaign_id: uuid.UUID, body: CampaignPatch, principal
 
 @router.post("/{campaign_id}/offers", status_code=201, response_model=OfferOut, responses=error_responses(404, 409))
 async def add_offer(campaign_id: uuid.UUID, body: OfferIn, principal: MerchantAdmin, session: Session):
-    offer = await campaigns.add_offer(session, merchant_of(principal), campaign_id,
-                                      **body.model_dump(exclude={"rule", "schedule"}),
-                                      rule=body.rule, schedule=body.schedule)
+    offer = await campaigns.add_offer(
+        session,
+        merchant_of(principal),
+        campaign_id,
+        **body.model_dump(exclude={"rule", "schedule"}),
+        rule=body.rule,
+        schedule=body.schedule,
+    )
     out = OfferOut.model_validate(offer)
     out.remaining = (await campaigns.offer_remaining(session, [offer.id])).get(offer.id, 0)
     return out
@@ -74,6 +83,11 @@ def _transition_route(action: str):
 
 
 for _action in campaigns.TRANSITIONS:
-    router.add_api_route(f"/{{campaign_id}}/{_action}", _transition_route(_action), methods=["POST"],
-                         response_model=CampaignOut, responses=error_responses(404, 409),
-                         summary=f"{_action.capitalize()} a campaign")
+    router.add_api_route(
+        f"/{{campaign_id}}/{_action}",
+        _transition_route(_action),
+        methods=["POST"],
+        response_model=CampaignOut,
+        responses=error_responses(404, 409),
+        summary=f"{_action.capitalize()} a campaign",
+    )

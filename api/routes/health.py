@@ -49,5 +49,7 @@ async def readyz() -> JSONResponse:
     (database, migrations), redis = await asyncio.gather(_database(), _redis())
     serving = database == "ok" and migrations == "ok"
     status = "unavailable" if not serving else "ready" if redis == "ok" else "degraded"
-    return JSONResponse({"status": status, "checks": {"database": database, "migrations": migrations, "redis": redis}},
-                        status_code=503 if status == "unavailable" else 200)
+    return JSONResponse(
+        {"status": status, "checks": {"database": database, "migrations": migrations, "redis": redis}},
+        status_code=503 if status == "unavailable" else 200,
+    )

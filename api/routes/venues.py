@@ -34,8 +34,14 @@ async def create_merchant_route(body: MerchantIn, _: PlatformAdmin, session: Ses
 
 @router.post("/venues", status_code=201, response_model=VenueOut, tags=["venues"])
 async def create_venue(body: VenueIn, principal: MerchantAdmin, session: Session):
-    return await venues.create_venue(session, merchant_of(principal), name=body.name, timezone=body.timezone,
-                                     address=body.address, geofence=_geofence(body.geofence))
+    return await venues.create_venue(
+        session,
+        merchant_of(principal),
+        name=body.name,
+        timezone=body.timezone,
+        address=body.address,
+        geofence=_geofence(body.geofence),
+    )
 
 
 @router.get("/venues", response_model=Page[VenueOut], tags=["venues"])
@@ -46,7 +52,8 @@ async def list_venues(principal: MerchantReader, session: Session, limit: PageSi
 
 @router.get("/venues/nearby", response_model=NearbyOut, tags=["venues"])
 async def nearby(
-    _: AppUser, session: Session,
+    _: AppUser,
+    session: Session,
     lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
     lon: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
     radius_m: Annotated[float, Query(gt=0, le=5000, allow_inf_nan=False)] = 1000,

@@ -142,10 +142,13 @@ def test_lost_redemption_answer_is_retried_and_redeems_once(base_url, settings, 
     with CheckinOffersClient(base_url, lambda: shop.staff_token, transport=network, sleep=no_sleep) as till:
         redemption = till.redeem(code, shop.venues[0]["id"])
 
-    assert len(network.sent) == 2 and network.sent[0].headers["Idempotency-Key"] == network.sent[1].headers[
-        "Idempotency-Key"]
-    rows = db.execute("SELECT r.id FROM redemptions r JOIN unlocks u ON u.id = r.unlock_id WHERE u.code = %s",
-                      (code,)).fetchall()
+    assert (
+        len(network.sent) == 2
+        and network.sent[0].headers["Idempotency-Key"] == network.sent[1].headers["Idempotency-Key"]
+    )
+    rows = db.execute(
+        "SELECT r.id FROM redemptions r JOIN unlocks u ON u.id = r.unlock_id WHERE u.code = %s", (code,)
+    ).fetchall()
     assert [str(row["id"]) for row in rows] == [redemption.id]
 
 
@@ -154,10 +157,13 @@ def test_offline_queue_survives_a_client_restart_and_replays_in_order(base_url, 
     path = tmp_path / "checkins.sqlite3"
     now = datetime.now(UTC)
     observed = [now - timedelta(seconds=s) for s in (95.123456, 60.5, 30.25)]
-    with CheckinOffersClient(base_url, lambda: token, transport=Offline(), queue=OfflineQueue(path),
-                             sleep=no_sleep) as phone:
-        queued = [phone.checkin_or_queue(*position(venue), accuracy_m=8, observed_at=at)
-                  for venue, at in zip(shop.venues, observed, strict=True)]
+    with CheckinOffersClient(
+        base_url, lambda: token, transport=Offline(), queue=OfflineQueue(path), sleep=no_sleep
+    ) as phone:
+        queued = [
+            phone.checkin_or_queue(*position(venue), accuracy_m=8, observed_at=at)
+            for venue, at in zip(shop.venues, observed, strict=True)
+        ]
     assert all(isinstance(item, Queued) for item in queued)
     assert db.execute("SELECT count(*) AS n FROM checkins WHERE user_id = %s", (sub,)).fetchone()["n"] == 0
 
@@ -168,8 +174,9 @@ def test_offline_queue_survives_a_client_restart_and_replays_in_order(base_url, 
     assert [item.request.observed_at for item, _ in replayed] == observed
     assert [outcome.status for _, outcome in replayed] == ["accepted"] * 3
     assert all(len(outcome.unlocked) == 1 for _, outcome in replayed)
-    rows = db.execute("SELECT observed_at, venue_id FROM checkins WHERE user_id = %s ORDER BY received_at",
-                      (sub,)).fetchall()
+    rows = db.execute(
+        "SELECT observed_at, venue_id FROM checkins WHERE user_id = %s ORDER BY received_at", (sub,)
+    ).fetchall()
     assert [row["observed_at"] for row in rows] == observed
     assert [str(row["venue_id"]) for row in rows] == [venue["id"] for venue in shop.venues]
     assert len(OfflineQueue(path)) == 0
@@ -214,8 +221,15 @@ def problem_case(kind: str, base_url: str, settings, db, world, shop: Shop) -> P
     return ProblemCase(shop.staff_token, "redeem", (code, venue_id), CodeExpiredError, 410, "expired")
 
 
-PROBLEMS = ["invalid_token", "forbidden_role", "not_found", "already_redeemed", "expired", "validation_error",
-            "rate_limited"]
+PROBLEMS = [
+    "invalid_token",
+    "forbidden_role",
+    "not_found",
+    "already_redeemed",
+    "expired",
+    "validation_error",
+    "rate_limited",
+]
 
 
 def check_error(error: ApiError, case: ProblemCase) -> None:
@@ -257,11 +271,13 @@ async def test_the_async_client_raises_the_same_typed_errors(kind, base_url, set
 async def test_async_lost_answers_unlock_once_and_offline_checkins_replay(base_url, settings, db, shop, tmp_path):
     sub, token = app_user(settings)
     network = AsyncLosesResponses(httpx.ConnectError, lose=1, path="/v1/checkins")
-    async with AsyncCheckinOffersClient(base_url, lambda: token, transport=network, sleep=no_async_sleep,
-                                        queue=OfflineQueue(tmp_path / "q.sqlite3")) as phone:
+    async with AsyncCheckinOffersClient(
+        base_url, lambda: token, transport=network, sleep=no_async_sleep, queue=OfflineQueue(tmp_path / "q.sqlite3")
+    ) as phone:
         # a minute earlier, so walking on to the next venue is not too fast
-        first = await phone.checkin(*position(shop.venues[0]), accuracy_m=10,
-                                    observed_at=datetime.now(UTC) - timedelta(seconds=60))
+        first = await phone.checkin(
+            *position(shop.venues[0]), accuracy_m=10, observed_at=datetime.now(UTC) - timedelta(seconds=60)
+        )
         network.lose = 5  # offline for a whole call: every attempt's answer is lost, so it is queued
         queued = await phone.checkin_or_queue(*position(shop.venues[1]), accuracy_m=10)
         replayed = await phone.replay_queue()
@@ -269,7 +285,8 @@ async def test_async_lost_answers_unlock_once_and_offline_checkins_replay(base_u
     assert first.status == "accepted" and len(first.unlocked) == 1
     assert isinstance(queued, Queued)
     assert [(item.request.idempotency_key, outcome.status) for item, outcome in replayed] == [
-        (queued.request.idempotency_key, "accepted")]
+        (queued.request.idempotency_key, "accepted")
+    ]
     # The queued check-in reached the server on every lost attempt, yet counts once.
     assert db.execute("SELECT count(*) AS n FROM checkins WHERE user_id = %s", (sub,)).fetchone()["n"] == 2
     assert db.execute("SELECT count(*) AS n FROM unlocks WHERE user_id = %s", (sub,)).fetchone()["n"] == 2

@@ -240,11 +240,7 @@ def test_wallet_nearby_redeem_and_stats() -> None:
             }
         ]
     }
-    nearby = {
-        "items": [
-            {"id": "ven-1", "name": "Blue Bottle", "distance_m": 42, "has_checkin_offer": True}
-        ]
-    }
+    nearby = {"items": [{"id": "ven-1", "name": "Blue Bottle", "distance_m": 42, "has_checkin_offer": True}]}
     redemption = {
         "id": "red-1",
         "unlock_id": "unl-1",
@@ -259,11 +255,7 @@ def test_wallet_nearby_redeem_and_stats() -> None:
         "/v1/redemptions": redemption,
         "/v1/campaigns/cmp%2F1/stats": stats,
     }
-    peer = Peer(
-        lambda request: httpx.Response(
-            200, json=routes[request.url.raw_path.split(b"?")[0].decode()]
-        )
-    )
+    peer = Peer(lambda request: httpx.Response(200, json=routes[request.url.raw_path.split(b"?")[0].decode()]))
 
     with sync_client(peer, []) as client:
         (offer,) = client.wallet()
@@ -379,9 +371,7 @@ def test_validation_error_is_not_retried() -> None:
         client.checkin(1.0, 2.0, 9000.0)
 
     assert len(peer.requests) == 1 and sleeps == []
-    assert info.value.errors == (
-        FieldError("accuracy_m", "too_large", "accuracy_m must be <= 500"),
-    )
+    assert info.value.errors == (FieldError("accuracy_m", "too_large", "accuracy_m must be <= 500"),)
     assert info.value.problem["errors"] == errors
 
 
@@ -487,9 +477,7 @@ def test_queue_survives_restart_and_replays_fifo_with_original_time_and_key(tmp_
         replayed = client.replay_queue()
 
     assert [item for item, _ in replayed] == queued
-    assert [result.id for _, result in replayed] == [
-        item.request.idempotency_key for item in queued
-    ]
+    assert [result.id for _, result in replayed] == [item.request.idempotency_key for item in queued]
     assert [item.request.observed_at for item in queued] == observed
     assert online_peer.keys == [request.headers["Idempotency-Key"] for request in first_attempts]
     # Byte-identical bodies: the server must see a replay, not a reused key with a new body.
@@ -550,9 +538,7 @@ def test_replay_drops_client_errors_but_keeps_transient_ones(tmp_path: Path) -> 
         problem(429, "rate_limited", {"Retry-After": "1"}),
     ],
 )
-def test_replay_keeps_items_the_server_cannot_answer_yet(
-    tmp_path: Path, response: httpx.Response
-) -> None:
+def test_replay_keeps_items_the_server_cannot_answer_yet(tmp_path: Path, response: httpx.Response) -> None:
     path = tmp_path / "queue.sqlite3"
     queued, _ = queue_offline(path, T0)
 
