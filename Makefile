@@ -7,7 +7,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup venv run test bench lint openapi clean distclean
+.PHONY: help setup venv run test bench lint check migration openapi clean distclean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -15,7 +15,7 @@ help: ## list targets
 setup: ## venv + deps, PostgreSQL/PostGIS and Redis ready (idempotent)
 	@scripts/setup.sh
 
-# lint and openapi need no database: only the venv part of setup.
+# lint, check and openapi need no database: only the venv part of setup.
 venv:
 	@scripts/setup.sh --python-only
 
@@ -31,8 +31,16 @@ test: setup ## run the test suite (extra pytest args: make test PYTEST_ARGS='-k 
 bench: setup ## run the benchmark
 	$(PY) -m bench
 
-lint: venv ## ruff check
+lint: venv ## ruff: lint rules and formatting (read-only)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+check: lint ## lint + mypy in strict mode: what CI runs before the tests
+	$(VENV)/bin/mypy
+
+migration: venv ## a migration for the changed migrations/sql/functions/*.sql: make migration m="why"
+	@test -n "$(m)" || { echo 'say why: make migration m="..."' >&2; exit 2; }
+	$(APP) function-revision -m "$(m)"
 
 openapi: venv ## write openapi.json
 	$(APP) openapi > openapi.json.tmp && mv openapi.json.tmp openapi.json

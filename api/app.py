@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -12,7 +13,7 @@ from fastapi.routing import APIRoute
 
 from api import problems
 from api.limits import BodySizeLimit
-from api.routes import campaigns, checkins, health, stats, venues
+from api.routes import campaigns, checkins, health, redemptions, stats, venues
 from core.db import get_engine
 from core.idempotency import purge_forever
 from core.redis import get_redis
@@ -29,26 +30,30 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def _openapi_document(app: FastAPI) -> dict:
-    """FastAPI's document plus what generated clients need: the bearer scheme on every operation
-    that can answer 401, and the problem+json body as one named schema instead of a copy per response."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    components = document.setdefault("components", {})
-    components.setdefault("schemas", {})["Problem"] = problems.PROBLEM_SCHEMA
-    components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
-    for path_item in document["paths"].values():
-        for operation in path_item.values():
-            responses = operation["responses"]
-            if "401" in responses:
-                operation["security"] = [{"bearer": []}]
-            for response in responses.values():
-                problem = response.get("content", {}).get(problems.PROBLEM_JSON)
-                if problem is not None:
-                    problem["schema"] = {"$ref": "#/components/schemas/Problem"}
-    app.openapi_schema = document
-    return document
+class CheckinOffersAPI(FastAPI):
+    """FastAPI with the document extended for generated clients, as a typed override of
+    `openapi()` (the pattern of assigning a function to `app.openapi` is an untyped method swap)."""
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document plus what generated clients need: the bearer scheme on every operation
+        that can answer 401, and the problem+json body as one named schema instead of a copy per response."""
+        if self.openapi_schema:
+            return self.openapi_schema
+        document = get_openapi(title=self.title, version=self.version, description=self.description, routes=self.routes)
+        components = document.setdefault("components", {})
+        components.setdefault("schemas", {})["Problem"] = problems.PROBLEM_SCHEMA
+        components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+        for path_item in document["paths"].values():
+            for operation in path_item.values():
+                responses = operation["responses"]
+                if "401" in responses:
+                    operation["security"] = [{"bearer": []}]
+                for response in responses.values():
+                    problem = response.get("content", {}).get(problems.PROBLEM_JSON)
+                    if problem is not None:
+                        problem["schema"] = {"$ref": "#/components/schemas/Problem"}
+        self.openapi_schema = document
+        return document
 
 
 @asynccontextmanager
@@ -62,16 +67,15 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    app = FastAPI(
+    app = CheckinOffersAPI(
         title="checkin-offers",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
     )
-    app.openapi = lambda: _openapi_document(app)
     problems.install(app)
-    for module in (health, venues, campaigns, checkins, stats):
+    for module in (health, venues, campaigns, checkins, redemptions, stats):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -45,7 +45,7 @@ async def current_principal(request: Request, settings: SettingsDep) -> Principa
     return verify_token(token.strip(), settings)
 
 
-def require(*roles: Role) -> Callable[..., Principal]:
+def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     allowed = set(roles)
 
     async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:

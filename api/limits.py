@@ -5,7 +5,8 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import problem_response
+from api.problems import error_response
+from core.errors import PayloadTooLarge
 
 # The unread rest of the body would be taken for the next request on a kept-alive connection.
 CLOSE = {"Connection": "close"}
@@ -25,8 +26,8 @@ class BodySizeLimit:
         detail = f"request bodies are limited to {self.max_bytes} bytes"
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            response = problem_response(413, "payload_too_large", "Payload too large", detail, headers=CLOSE)
-            await response(scope, receive, send)
+            # Middleware runs outside the app's exception handlers: render the error here.
+            await error_response(PayloadTooLarge(detail, headers=CLOSE))(scope, receive, send)
             return
 
         received = 0

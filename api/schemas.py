@@ -228,7 +228,8 @@ class WalletOffer(BaseModel):
 
 
 class WalletOut(BaseModel):
-    items: list[WalletOffer]
+    items: list[WalletOffer] = Field(description="newest first")
+    next_cursor: str | None = Field(description="opaque; pass as ?cursor= for the next page; null on the last page")
 
 
 # Redemptions

@@ -1,4 +1,4 @@
-"""The `checkin-offers` command: serve, migrate, token, seed-demo, simulate, openapi."""
+"""The `checkin-offers` command: serve, migrate, function-revision, token, seed-demo, simulate, openapi."""
 
 from __future__ import annotations
 
@@ -30,6 +30,13 @@ def _migrate(_: argparse.Namespace) -> None:
 
     migrate(get_settings().database_url)
     print(f"database migrated to {head_revision()}")
+
+
+def _function_revision(args: argparse.Namespace) -> None:
+    from core.sql_functions import new_revision
+
+    path = new_revision(args.message)
+    print(f"wrote {path}" if path else "no function source changed since the head revision: nothing to write")
 
 
 def _token(args: argparse.Namespace) -> None:
@@ -77,6 +84,13 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("migrate", help="create the database if missing and migrate it to head").set_defaults(
         run=_migrate
     )
+
+    revision = commands.add_parser(
+        "function-revision",
+        help="write a migration that installs the function sources changed since head (pinned copies)",
+    )
+    revision.add_argument("-m", "--message", required=True, help="why the functions change")
+    revision.set_defaults(run=_function_revision)
 
     token = commands.add_parser("token", help="print a development token (needs CHECKIN_JWT_SECRET)")
     token.add_argument(

@@ -81,7 +81,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from checkin_offers.demo import MERCHANTS
+from checkin_offers.demo_merchants import MERCHANTS
 from core.auth import mint_token
 from core.settings import get_settings
 from mobile_sdk import (

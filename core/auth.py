@@ -12,8 +12,10 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from typing import Any
 
 import jwt
+from jwt.algorithms import AllowedPublicKeys
 
 from core.errors import Unauthorized
 from core.settings import Settings
@@ -30,6 +32,10 @@ class Role(StrEnum):
 
 
 MERCHANT_ROLES = {Role.MERCHANT_STAFF, Role.MERCHANT_ADMIN, Role.MARKETER}
+ROLE_NAMES = frozenset(role.value for role in Role)
+
+# What PyJWT verifies with: an HMAC secret's bytes, or a parsed public key.
+VerificationKey = AllowedPublicKeys | bytes
 
 
 @dataclass(frozen=True)
@@ -45,15 +51,20 @@ def _jwks_client(url: str) -> jwt.PyJWKClient:
 
 
 @lru_cache
-def _prepared_key(algorithm: str, key: str) -> object:
+def _prepared_key(algorithm: str, key: str) -> VerificationKey:
     # Parsing a PEM key costs more than verifying a signature with it: do it once.
-    return jwt.algorithms.get_default_algorithms()[algorithm].prepare_key(key)
+    prepared: VerificationKey = jwt.algorithms.get_default_algorithms()[algorithm].prepare_key(key)
+    return prepared
 
 
-def _verification_key(token: str, settings: Settings) -> object:
-    if settings.jwt_secret or settings.jwt_public_key:
-        return _prepared_key(settings.algorithm, settings.jwt_secret or settings.jwt_public_key)
-    return _jwks_client(settings.jwks_url).get_signing_key_from_jwt(token).key
+def _verification_key(token: str, settings: Settings) -> VerificationKey:
+    secret_or_key = settings.jwt_secret or settings.jwt_public_key
+    if secret_or_key:
+        return _prepared_key(settings.algorithm, secret_or_key)
+    if not settings.jwks_url:  # Settings refuses to start without one of the three
+        raise RuntimeError("no JWT secret, public key or JWKS URL is configured")
+    key: VerificationKey = _jwks_client(settings.jwks_url).get_signing_key_from_jwt(token).key
+    return key
 
 
 def verify_token(token: str, settings: Settings) -> Principal:
@@ -72,7 +83,7 @@ def verify_token(token: str, settings: Settings) -> Principal:
     return principal_from_claims(claims)
 
 
-def principal_from_claims(claims: dict) -> Principal:
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
     # PyJWT checks exp/iat when present; their types and the custom claims are ours to check.
     for name in ("exp", "iat"):
         if isinstance(claims.get(name), bool) or not isinstance(claims.get(name), int | float):
@@ -81,10 +92,10 @@ def principal_from_claims(claims: dict) -> Principal:
     # Printable only: sub is stored as the user's id, and PostgreSQL text refuses NUL bytes.
     if not isinstance(sub, str) or not 1 <= len(sub) <= 200 or not sub.isprintable():
         raise Unauthorized("claim sub must be a printable string of 1-200 characters", code="invalid_token")
-    try:
-        role = Role(claims.get("role"))
-    except ValueError:
-        raise Unauthorized("claim role is missing or unknown", code="invalid_token") from None
+    role_name = claims.get("role")
+    if not isinstance(role_name, str) or role_name not in ROLE_NAMES:
+        raise Unauthorized("claim role is missing or unknown", code="invalid_token")
+    role = Role(role_name)
     merchant_id = None
     if role in MERCHANT_ROLES:
         try:

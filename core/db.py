@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from functools import lru_cache
 
 from sqlalchemy import event
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from core.settings import get_settings
 
@@ -34,7 +36,7 @@ def make_engine(url: str, pool_size: int) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=5, pool_recycle=3600)
 
     @event.listens_for(engine.sync_engine, "connect")
-    def _warm_up(dbapi_connection, _record) -> None:  # noqa: ANN001 - driver objects
+    def _warm_up(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         # Runs inside the async driver via SQLAlchemy's greenlet adapter.
         cursor = dbapi_connection.cursor()
         try:

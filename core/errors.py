@@ -62,7 +62,8 @@ class Gone(ProblemError):
 
 
 class PayloadTooLarge(ProblemError):
-    status, code, title = 413, "payload_too_large", "Request body too large"
+    # The title a streamed body over the limit gets too (api.limits raises an HTTPException there).
+    status, code, title = 413, "payload_too_large", "Payload too large"
 
 
 class ValidationFailed(ProblemError):
@@ -81,7 +82,3 @@ class TooManyRequests(ProblemError):
     def __init__(self, retry_after_s: int, detail: str | None = None, **kw: Any) -> None:
         kw.setdefault("headers", {"Retry-After": str(max(1, int(retry_after_s)))})
         super().__init__(detail, retry_after=max(1, int(retry_after_s)), **kw)
-
-
-class ServiceUnavailable(ProblemError):
-    status, code, title = 503, "service_unavailable", "Service unavailable"

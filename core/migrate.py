@@ -23,7 +23,10 @@ def alembic_config(database_url: str) -> Config:
 
 @lru_cache
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config("")).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config("")).get_current_head()
+    if head is None:  # else readiness would compare the database's revision with None
+        raise RuntimeError("migrations/versions holds no revision")
+    return head
 
 
 def create_database_if_missing(database_url: str) -> bool:

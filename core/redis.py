@@ -51,10 +51,9 @@ class RedisState:
 
     @property
     def usable(self) -> bool:
-        return (
-            self.failures_in_a_row < self.FAILURES_BEFORE_SKIPPING
-            or time.monotonic() - self.last_failure_at >= self.SKIP_FOR_S
-        )
+        if self.failures_in_a_row < self.FAILURES_BEFORE_SKIPPING or self.last_failure_at is None:
+            return True
+        return time.monotonic() - self.last_failure_at >= self.SKIP_FOR_S
 
 
 @lru_cache

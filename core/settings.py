@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Literal
 
 import jwt
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # 42 bytes, refused outside development
@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     max_future_skew_s: float = 30.0
     max_speed_kmh: float = 250.0
     checkin_cooldown_s: int = 900
+    # Venue matching (checkin(): match_venue): a fix is matched with its accuracy circle capped at
+    # this, and a fix that matches no venue is measured against the nearest venue this close.
+    match_accuracy_cap_m: float = Field(default=1000.0, gt=0)
+    nearest_venue_radius_m: float = Field(default=2000.0, gt=0)
     checkin_rate_per_minute: int = 30  # far above any real user; stops scripted floods
     idempotency_ttl_s: int = 48 * 3600
 
@@ -82,10 +86,6 @@ class Settings(BaseSettings):
     @property
     def algorithm(self) -> str:
         return self.jwt_algorithm or ("HS256" if self.jwt_secret else "RS256")
-
-    @property
-    def sync_database_url(self) -> str:
-        return self.database_url
 
 
 @lru_cache

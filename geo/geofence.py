@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import shapely
 from pyproj import Geod
@@ -73,7 +74,7 @@ class Geofence:
     """A validated fence: `geojson` is echoed to clients, `shape` is stored for the spatial index."""
 
     kind: str
-    geojson: dict
+    geojson: dict[str, Any]
     shape: shapely.MultiPolygon
     center: tuple[float, float] | None
     radius_m: float | None
@@ -227,7 +228,7 @@ def _parse_position(raw: object, field: str) -> Position:
     return float(lon), float(lat)
 
 
-def _parse_circle(value: dict, field: str) -> Geofence:
+def _parse_circle(value: dict[str, Any], field: str) -> Geofence:
     center_field = f"{field}.center"
     lon, lat = _parse_position(value["center"], center_field)
     if abs(lat) > MAX_CIRCLE_ABS_LAT:
@@ -269,7 +270,7 @@ def _circumscribed_polygon(lon: float, lat: float, radius_m: float) -> shapely.M
     # Geod.fwd wraps longitudes into [-180, 180]; unwrap them around the centre so a circle
     # straddling the antimeridian stays one ring, then cut that ring back into [-180, 180].
     unwrapped = [lon + (x - lon + 180) % 360 - 180 for x in lons]
-    parts = []
+    parts: list[shapely.Polygon] = []
     for shift in (-360.0, 0.0, 360.0):
         ring = shapely.Polygon([(x + shift, y) for x, y in zip(unwrapped, lats, strict=True)])
         clipped = shapely.clip_by_rect(ring, -180, -90, 180, 90)
@@ -283,7 +284,7 @@ def _require_valid(geometry: shapely.Geometry, field: str) -> None:
         raise GeofenceError(field, "invalid_geometry", f"{field} is not a valid polygon: {reason}")
 
 
-def _sequence(raw: object, field: str, expected: str) -> list | tuple:
+def _sequence(raw: object, field: str, expected: str) -> list[Any] | tuple[Any, ...]:
     if not isinstance(raw, list | tuple):
         raise GeofenceError(field, "bad_coordinates", f"{field} must be {expected}")
     return raw

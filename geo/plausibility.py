@@ -4,6 +4,10 @@
 a 0 m accuracy (no real phone reports one, so it is taken as a spoofing signal), a timestamp in
 the future, a stale timestamp, and finally an accuracy radius worse than allowed. A negative
 accuracy (iOS's way of marking a fix invalid) is refused as `accuracy_too_low`.
+
+The checks that need the user's history, speed and cool-down, run in the database under the user's
+lock (migrations/sql/functions/too_fast.sql, whose speed formula is implied_speed.sql, and
+too_frequent.sql): there is no second speed formula here.
 """
 
 from __future__ import annotations
@@ -11,10 +15,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-
-from pyproj import Geod
-
-_GEOD = Geod(ellps="WGS84")
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class FixLimits:
 @dataclass(frozen=True)
 class Rejection:
     reason: str
-    detail: dict
+    detail: dict[str, object]
 
 
 def check_fix(
@@ -62,17 +62,6 @@ def check_fix(
             {"accuracy_m": accuracy_m, "max_accuracy_m": limits.max_accuracy_m},
         )
     return None
-
-
-def speed_kmh(lon1: float, lat1: float, t1: datetime, lon2: float, lat2: float, t2: datetime) -> float:
-    """Geodesic speed between two fixes; infinite if the device moved in no time (or backwards)."""
-    _require_aware(t1, "t1")
-    _require_aware(t2, "t2")
-    _, _, distance_m = _GEOD.inv(lon1, lat1, lon2, lat2)
-    elapsed_s = (t2 - t1).total_seconds()
-    if elapsed_s <= 0:
-        return math.inf if distance_m > 0 else 0.0
-    return distance_m / elapsed_s * 3.6
 
 
 def _require_aware(moment: datetime, name: str) -> None:

@@ -119,7 +119,9 @@ NEARBY_SQL = text("""
 """)
 
 
-async def nearby_venues(session: AsyncSession, *, lat: float, lon: float, radius_m: float, limit: int) -> list[dict]:
+async def nearby_venues(
+    session: AsyncSession, *, lat: float, lon: float, radius_m: float, limit: int
+) -> list[dict[str, Any]]:
     """Nearest first. Says whether a check-in offer is waiting, never what it is."""
     rows = await session.execute(NEARBY_SQL, {"lat": lat, "lon": lon, "radius_m": radius_m, "limit": limit})
     return [dict(row._mapping) for row in rows]

@@ -13,6 +13,10 @@
 
 `AsyncCheckinOffersClient` has the same methods as coroutines.
 
+Wallet: `wallet_page(cursor=None, limit=None)` returns one `WalletPage` (newest first); pass its
+`next_cursor` back for the next page, None on the last. `iter_wallet()` walks every page lazily
+(an async iterator on the async client); `wallet()` returns every offer as a list.
+
 Token provider: called with no arguments before every request; returns the JWT (the async
 client also accepts an awaitable). After a 401 the client calls it once more and retries that
 request once, so a provider that refreshes expired tokens recovers without the app noticing;
@@ -69,6 +73,7 @@ from ._models import (
     UnlockedOffer,
     Venue,
     WalletOffer,
+    WalletPage,
 )
 from ._queue import OfflineQueue
 
@@ -97,4 +102,5 @@ __all__ = [
     "ValidationError",
     "Venue",
     "WalletOffer",
+    "WalletPage",
 ]

@@ -7,7 +7,7 @@ a thread hop for the handful of rows a phone queues.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -32,6 +32,7 @@ from ._models import (
     Queued,
     Redemption,
     WalletOffer,
+    WalletPage,
     new_checkin_request,
 )
 from ._queue import OfflineQueue, replay_settles
@@ -124,8 +125,25 @@ class AsyncCheckinOffersClient(ClientCore):
             replayed.append((item, outcome))
         return replayed
 
+    async def wallet_page(self, cursor: str | None = None, limit: int | None = None) -> WalletPage:
+        """One page of the wallet, newest first: pass the previous page's `next_cursor` for the
+        next. `limit` is the page size (server default 50, at most 100)."""
+        return await self._call(wallet_call(cursor, limit))
+
+    async def iter_wallet(self, page_size: int | None = None) -> AsyncIterator[WalletOffer]:
+        """Every offer in the wallet, newest first, fetching each page when iteration reaches it."""
+        cursor: str | None = None
+        while True:
+            page = await self.wallet_page(cursor, page_size)
+            for offer in page.items:
+                yield offer
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
     async def wallet(self) -> list[WalletOffer]:
-        return await self._call(wallet_call())
+        """Every offer in the wallet, newest first (all pages)."""
+        return [offer async for offer in self.iter_wallet()]
 
     async def nearby(
         self, lat: float, lon: float, radius_m: float | None = None, limit: int | None = None
@@ -167,9 +185,10 @@ class AsyncCheckinOffersClient(ClientCore):
             except httpx.TransportError as exc:
                 delay = attempts.after_transport_error(exc)
             else:
-                delay = attempts.after_response(response)
-                if delay is None:
+                wait = attempts.after_response(response)
+                if wait is None:
                     return call.read(response)
+                delay = wait
             if delay > 0:
                 await self._sleep(delay)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -28,6 +28,7 @@ from ._models import (
     Queued,
     Redemption,
     WalletOffer,
+    WalletPage,
     new_checkin_request,
 )
 from ._queue import OfflineQueue, replay_settles
@@ -120,8 +121,24 @@ class CheckinOffersClient(ClientCore):
             replayed.append((item, outcome))
         return replayed
 
+    def wallet_page(self, cursor: str | None = None, limit: int | None = None) -> WalletPage:
+        """One page of the wallet, newest first: pass the previous page's `next_cursor` for the
+        next. `limit` is the page size (server default 50, at most 100)."""
+        return self._call(wallet_call(cursor, limit))
+
+    def iter_wallet(self, page_size: int | None = None) -> Iterator[WalletOffer]:
+        """Every offer in the wallet, newest first, fetching each page when iteration reaches it."""
+        cursor: str | None = None
+        while True:
+            page = self.wallet_page(cursor, page_size)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
     def wallet(self) -> list[WalletOffer]:
-        return self._call(wallet_call())
+        """Every offer in the wallet, newest first (all pages)."""
+        return list(self.iter_wallet())
 
     def nearby(
         self, lat: float, lon: float, radius_m: float | None = None, limit: int | None = None
@@ -163,8 +180,9 @@ class CheckinOffersClient(ClientCore):
             except httpx.TransportError as exc:
                 delay = attempts.after_transport_error(exc)
             else:
-                delay = attempts.after_response(response)
-                if delay is None:
+                wait = attempts.after_response(response)
+                if wait is None:
                     return call.read(response)
+                delay = wait
             if delay > 0:
                 self._sleep(delay)

@@ -22,13 +22,13 @@ from ._models import (
     CheckinResult,
     NearbyVenue,
     Redemption,
-    WalletOffer,
+    WalletPage,
     checkin_body,
     parse_checkin_result,
     parse_nearby,
     parse_object,
     parse_redemption,
-    parse_wallet,
+    parse_wallet_page,
 )
 from ._queue import OfflineQueue
 from ._retry import Attempts
@@ -73,8 +73,13 @@ def checkin_call(request: CheckinRequest) -> Call[CheckinResult]:
     )
 
 
-def wallet_call() -> Call[list[WalletOffer]]:
-    return Call("GET", "/v1/me/offers", parse_wallet)
+def wallet_call(cursor: str | None, limit: int | None) -> Call[WalletPage]:
+    params: dict[str, Any] = {}
+    if cursor is not None:
+        params["cursor"] = cursor
+    if limit is not None:
+        params["limit"] = limit
+    return Call("GET", "/v1/me/offers", parse_wallet_page, params=params or None)
 
 
 def nearby_call(lat: float, lon: float, radius_m: float | None, limit: int | None) -> Call[list[NearbyVenue]]:

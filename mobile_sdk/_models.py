@@ -59,6 +59,15 @@ class WalletOffer:
 
 
 @dataclass(frozen=True, slots=True)
+class WalletPage:
+    """One page of the wallet, newest first. Pass `next_cursor` back for the next page; it is
+    None on the last one. The cursor is opaque: keep it as it came."""
+
+    items: tuple[WalletOffer, ...]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class NearbyVenue:
     id: str
     name: str
@@ -190,21 +199,25 @@ def parse_checkin_result(data: dict[str, Any]) -> CheckinResult:
     )
 
 
-def parse_wallet(data: dict[str, Any]) -> list[WalletOffer]:
-    return [
-        WalletOffer(
-            unlock_id=item["unlock_id"],
-            offer_id=item["offer_id"],
-            title=item["title"],
-            description=item.get("description"),
-            terms=item.get("terms"),
-            code=item["code"],
-            status=item["status"],
-            expires_at=_optional_datetime(item.get("expires_at")),
-            venue=_venue(item["venue"]),
-        )
-        for item in data["items"]
-    ]
+def parse_wallet_page(data: dict[str, Any]) -> WalletPage:
+    return WalletPage(
+        items=tuple(
+            WalletOffer(
+                unlock_id=item["unlock_id"],
+                offer_id=item["offer_id"],
+                title=item["title"],
+                description=item.get("description"),
+                terms=item.get("terms"),
+                code=item["code"],
+                status=item["status"],
+                expires_at=_optional_datetime(item.get("expires_at")),
+                venue=_venue(item["venue"]),
+            )
+            for item in data["items"]
+        ),
+        # .get: a server from before wallet pages sends no cursor, and its one page is all there is.
+        next_cursor=data.get("next_cursor"),
+    )
 
 
 def parse_nearby(data: dict[str, Any]) -> list[NearbyVenue]:

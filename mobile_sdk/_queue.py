@@ -74,7 +74,7 @@ class OfflineQueue:
     def __len__(self) -> int:
         with self._connect() as db:
             (count,) = db.execute("SELECT COUNT(*) FROM queued_checkins").fetchone()
-        return count
+        return int(count)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

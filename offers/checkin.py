@@ -4,11 +4,19 @@ Flow (one Redis round trip, one database round trip, one Redis round trip):
 1. pure checks on the fix (geo.plausibility): decided here, still recorded in the database;
 2. Redis: in-flight lock for the Idempotency-Key (409 while running) and the per-user rate
    limit (429);
-3. PostgreSQL: `SELECT checkin(...)`, the database function in migrations/sql that matches
-   the venue, records the check-in and its events, runs the speed and cool-down checks
-   against the user's accepted history, assigns the holdout arm, evaluates the offers'
-   rules and unlocks, and stores the response under the Idempotency-Key;
+3. PostgreSQL: `SELECT checkin(...)`, one call that runs these steps, each a function in
+   its own file under migrations/sql/functions/ (checkin.sql is the orchestrator):
+   match_venue (the accuracy circle, capped, against the geofences; else the named or the
+   nearest venue), too_fast (implied_speed.sql has the speed formula) and too_frequent
+   against the user's accepted history, record_checkin, count_return_visits, then for each
+   running campaign accept_in_campaign: exposure_arm (the holdout arm), rule_met for each
+   offer whose schedule_allows, and unlock_earned (a group's members too). The response is
+   stored under the Idempotency-Key (idempotent_replay.sql answers a repeat);
 4. Redis: release the in-flight lock.
+
+The limits the database applies come from Settings, passed with the call: max_speed_kmh,
+checkin_cooldown_s, and the venue search's match_accuracy_cap_m and nearest_venue_radius_m
+(one venue_match_limits value, a composite type of migrations/sql/0002/schema.sql).
 
 The speed check reads PostgreSQL, never a cache: under the user's advisory lock the
 history is settled, so two concurrent check-ins in two cities cannot both pass.
@@ -66,7 +74,8 @@ class CheckinRequest:
 CHECKIN_SQL = text("""
     SELECT r ->> 'outcome' AS outcome, r #>> '{response,status}' AS status, (r -> 'response')::text AS body
     FROM checkin(:user, :key, :fingerprint, :lon, :lat, :accuracy_m, :observed_at, :venue_id, :device_id, :mocked,
-                 :reason, CAST(:detail AS jsonb), :max_speed_kmh, make_interval(secs => :cooldown_s)) AS r
+                 :reason, CAST(:detail AS jsonb), :max_speed_kmh, make_interval(secs => :cooldown_s),
+                 CAST(ROW(:match_accuracy_cap_m, :nearest_venue_radius_m) AS venue_match_limits)) AS r
 """)
 
 # In-flight lock and rate limit in one round trip.
@@ -143,6 +152,8 @@ async def check_in(
         "detail": json.dumps(rejection.detail) if rejection else None,
         "max_speed_kmh": settings.max_speed_kmh,
         "cooldown_s": settings.checkin_cooldown_s,
+        "match_accuracy_cap_m": settings.match_accuracy_cap_m,
+        "nearest_venue_radius_m": settings.nearest_venue_radius_m,
     }
     try:
         row = (await conn.execute(CHECKIN_SQL, params)).one()
@@ -152,7 +163,8 @@ async def check_in(
 
     if row.outcome == "key_reused":
         raise key_reused("check-in")
-    return row.body
+    body: str = row.body
+    return body
 
 
 async def _release(redis: RedisState, in_flight_key: str) -> None:

@@ -9,9 +9,12 @@ guessed at the till (a 60-bit code is out of reach anyway; this stops the attemp
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,6 +23,8 @@ from core.errors import Conflict, Gone, NotFound, TooManyRequests, ValidationFai
 from core.idempotency import key_reused
 from core.redis import RedisError, RedisState
 from core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Crockford base32 reads O as 0 and I/L as 1, so a code read aloud survives the usual confusions.
 _CONFUSABLE = str.maketrans({"O": "0", "I": "1", "L": "1"})
@@ -70,6 +75,62 @@ async def _count_failure(redis: RedisState, keys: list[str]) -> None:
         redis.failed(exc)
 
 
+class UnknownOutcome(RuntimeError):
+    """A database function answered with an outcome this code does not know: a deploy where
+    the SQL and the Python disagree. It is a 500 (the generic handler), never a 404 that would
+    tell the till the code does not exist."""
+
+
+def _unknown(function: str, outcome: object) -> UnknownOutcome:
+    # Only the outcome: the result around it can hold a code, which must never reach a log.
+    log.error("%s() returned an unknown outcome %r", function, outcome)
+    return UnknownOutcome(f"{function}() returned an unknown outcome {outcome!r}")
+
+
+def redeem_answer(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The response for what `redeem()` answered, or the error it stands for."""
+    match result.get("outcome"):
+        case "done" | "replay":
+            response: dict[str, Any] = result["response"]
+            return response
+        case "key_reused":
+            raise key_reused("redemption")
+        case "not_found":
+            raise NotFound("no such code", code="not_found")
+        case "already_redeemed":
+            raise Conflict(
+                "this code has already been redeemed", code="already_redeemed", redeemed_at=result["redeemed_at"]
+            )
+        case "wrong_venue":
+            raise ValidationFailed.for_field(
+                "venue_id", "venue_not_in_campaign", "this code's campaign does not run at this venue"
+            )
+        case "expired":
+            raise Gone("this code has expired", code="expired", expires_at=result["expires_at"])
+        case outcome:
+            raise _unknown("redeem", outcome)
+
+
+def void_answer(result: Mapping[str, Any], window_minutes: int) -> dict[str, Any]:
+    """The response for what `void_redemption()` answered, or the error it stands for."""
+    match result.get("outcome"):
+        case "done":
+            response: dict[str, Any] = result["response"]
+            return response
+        case "not_found":
+            raise NotFound("redemption not found")
+        case "already_voided":
+            raise Conflict("this redemption was already voided", code="already_voided", voided_at=result["voided_at"])
+        case "window_passed":
+            raise Conflict(
+                f"a redemption can be voided only within {window_minutes} minutes",
+                code="void_window_passed",
+                void_deadline=result["void_deadline"],
+            )
+        case outcome:
+            raise _unknown("void_redemption", outcome)
+
+
 async def redeem_code(
     conn: AsyncConnection,
     redis: RedisState,
@@ -80,7 +141,7 @@ async def redeem_code(
     raw_code: str,
     venue: uuid.UUID,
     idempotency_key: str | None,
-) -> dict:
+) -> dict[str, Any]:
     keys = _failure_keys(merchant, staff, venue)
     await _refuse_if_guessing(redis, settings, keys)
     code = normalize_code(raw_code)
@@ -101,23 +162,12 @@ async def redeem_code(
             },
         )
     ).scalar_one()
-    outcome = result["outcome"]
-    if outcome in ("done", "replay"):
-        return result["response"]
-    if outcome == "key_reused":
-        raise key_reused("redemption")
-    if outcome == "already_redeemed":
-        raise Conflict(
-            "this code has already been redeemed", code="already_redeemed", redeemed_at=result["redeemed_at"]
-        )
-    if outcome == "wrong_venue":
-        raise ValidationFailed.for_field(
-            "venue_id", "venue_not_in_campaign", "this code's campaign does not run at this venue"
-        )
-    if outcome == "expired":
-        raise Gone("this code has expired", code="expired", expires_at=result["expires_at"])
-    await _count_failure(redis, keys)
-    raise NotFound("no such code", code="not_found")
+    try:
+        return redeem_answer(result)
+    except NotFound:
+        # Only a code that does not exist (for this merchant) counts as a guess.
+        await _count_failure(redis, keys)
+        raise
 
 
 async def void_redemption(
@@ -128,7 +178,7 @@ async def void_redemption(
     admin: str,
     redemption: uuid.UUID,
     reason: str,
-) -> dict:
+) -> dict[str, Any]:
     result = (
         await conn.execute(
             VOID_SQL,
@@ -141,15 +191,4 @@ async def void_redemption(
             },
         )
     ).scalar_one()
-    outcome = result["outcome"]
-    if outcome == "done":
-        return result["response"]
-    if outcome == "already_voided":
-        raise Conflict("this redemption was already voided", code="already_voided", voided_at=result["voided_at"])
-    if outcome == "window_passed":
-        raise Conflict(
-            f"a redemption can be voided only within {settings.void_window_minutes} minutes",
-            code="void_window_passed",
-            void_deadline=result["void_deadline"],
-        )
-    raise NotFound("redemption not found")
+    return void_answer(result, settings.void_window_minutes)

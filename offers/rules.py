@@ -1,14 +1,20 @@
 """The check-in rules an offer can have, and its optional schedule.
 
-Validated here, evaluated in the database inside the check-in transaction (see
-migrations/sql/*_functions.sql: rule_met, schedule_allows), so a check-in's rules cost
-no extra round trips. Every offer has a rule: no offer is shown without a check-in.
+Validated here, evaluated in the database inside the check-in transaction
+(migrations/sql/functions/rule_met.sql and schedule_allows.sql), so a check-in's rules
+cost no extra round trips. Every offer has a rule: no offer is shown without a check-in.
+
+Rule types and their parameters are declared once on each side: here, by the models of
+the `Rule` union (`rule_parameters()` reads them off), and in the database by the
+rule_types table (migrations/sql/0002/schema.sql), which offers.rule must match.
+tests/test_rules_registry.py proves that the two agree; a new rule type or parameter
+goes into both, and into rule_met.
 """
 
 from __future__ import annotations
 
 from datetime import time
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -73,6 +79,16 @@ Rule = Annotated[
 ]
 
 
+def rule_parameters() -> dict[str, frozenset[str]]:
+    """{rule type: its parameter names}, read off the models of the `Rule` union."""
+    union, _ = get_args(Rule)
+    declared: dict[str, frozenset[str]] = {}
+    for model in get_args(union):
+        (rule_type,) = get_args(model.model_fields["type"].annotation)
+        declared[rule_type] = frozenset(model.model_fields) - {"type"}
+    return declared
+
+
 class TimeWindow(Strict):
     """Local time in the venue's time zone. An end before the start runs past midnight and
     belongs to the weekday it starts on: Friday 22:00-02:00 covers Saturday 01:00."""
@@ -108,7 +124,7 @@ class Schedule(Strict):
             raise ValueError("weekdays must not repeat")
         return sorted(days)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {
             "weekdays": self.weekdays,
             "windows": [{"start": w.start.strftime("%H:%M"), "end": w.end.strftime("%H:%M")} for w in self.windows],
@@ -120,7 +136,12 @@ def budget_for(rule: Rule, total_limit: int) -> int:
     return min(total_limit, rule.first_n) if isinstance(rule, Flash) else total_limit
 
 
-def budget_shards(budget: int, shards: int = 8) -> list[int]:
+# How many rows a hot counter is split over: an offer's budget, and the stats counters by user.
+# The database has the same number: shard_count() (tests/test_sql_functions.py proves they agree).
+SHARDS = 8
+
+
+def budget_shards(budget: int, shards: int = SHARDS) -> list[int]:
     """Split a budget over up to `shards` rows, so concurrent unlocks do not queue on one counter."""
     count = max(1, min(shards, budget))
     return [budget // count + (1 if i < budget % count else 0) for i in range(count)]

@@ -172,7 +172,9 @@ async def campaign_stats(
     survival = stats_math.kaplan_meier_grouped(redeemed + censored)
     unlocks, net_redemptions = totals["unlock"], totals["redemption"] - totals["void"]
 
-    names = dict((await session.execute(VENUE_NAMES_SQL, {"ids": list(by_venue)})).all()) if by_venue else {}
+    names: dict[uuid.UUID, str] = (
+        dict((await session.execute(VENUE_NAMES_SQL, {"ids": list(by_venue)})).all()) if by_venue else {}
+    )
     treatment_users = arms["treatment"]["users"]
     return {
         "campaign_id": str(campaign.id),

@@ -1,11 +1,29 @@
-"""The app user's wallet: every offer they unlocked, with its state now."""
+"""The app user's wallet: every offer they unlocked, with its state now, a page at a time.
+
+Pages are keyset pages, newest first, on (unlocked_at, id): the offers of one check-in share
+their unlocked_at (the transaction's now()), so the id breaks the tie. Paging after a
+position rather than skipping an offset means offers unlocked meanwhile never repeat or
+shift an offer the app has already seen. The cursor is that position, base64url-encoded so
+clients treat it as opaque and the encoding can change.
+"""
 
 from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-WALLET_SQL = text("""
+from core.errors import ValidationFailed
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 100
+
+_SELECT = """
     SELECT u.id AS unlock_id, o.id AS offer_id, o.title, o.description, o.terms, u.code,
            CASE WHEN u.redeemed_at IS NOT NULL THEN 'redeemed'
                 WHEN u.expires_at <= now() THEN 'expired' ELSE 'active' END AS status,
@@ -14,11 +32,50 @@ WALLET_SQL = text("""
     FROM unlocks u
     JOIN offers o ON o.id = u.offer_id
     JOIN venues v ON v.id = u.venue_id
-    WHERE u.user_id = :user
-    ORDER BY u.unlocked_at DESC, u.id
+    WHERE u.user_id = :user {after}
+    ORDER BY u.unlocked_at DESC, u.id DESC
     LIMIT :limit
-""")
+"""
+FIRST_PAGE_SQL = text(_SELECT.format(after=""))
+# The plain `unlocked_at <=` repeats the row comparison so the (user_id, unlocked_at DESC)
+# index can start the scan at the cursor instead of at the user's newest unlock.
+NEXT_PAGE_SQL = text(
+    _SELECT.format(after="AND u.unlocked_at <= :after_at AND (u.unlocked_at, u.id) < (:after_at, :after_id)")
+)
 
 
-async def wallet(session: AsyncSession, user: str, limit: int = 200) -> list[dict]:
-    return [dict(r._mapping) for r in await session.execute(WALLET_SQL, {"user": user, "limit": limit})]
+def encode_cursor(unlocked_at: datetime, unlock_id: uuid.UUID) -> str:
+    raw = f"{unlocked_at.isoformat()}|{unlock_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The position a cursor stands for; anything this module did not make is 422 `invalid_cursor`."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, unlock_id = raw.partition("|")
+        unlocked_at = datetime.fromisoformat(at)
+        if unlocked_at.tzinfo is None:
+            raise ValueError("a naive time")
+        # In UTC here: an offset that moves year 1 or 9999 out of range fails now, not in the driver.
+        return unlocked_at.astimezone(UTC), uuid.UUID(unlock_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
+        raise ValidationFailed.for_field(
+            "cursor", "invalid_cursor", "pass the next_cursor of the previous page"
+        ) from None
+
+
+async def wallet_page(session: AsyncSession, user: str, *, cursor: str | None, limit: int) -> dict[str, Any]:
+    """One page: {"items": [...], "next_cursor": str | None}; next_cursor is None on the last page."""
+    params: dict[str, Any] = {"user": user, "limit": limit + 1}  # one more says whether a next page exists
+    query = FIRST_PAGE_SQL
+    if cursor is not None:
+        params["after_at"], params["after_id"] = decode_cursor(cursor)
+        query = NEXT_PAGE_SQL
+    rows = [dict(r._mapping) for r in await session.execute(query, params)]
+    items = rows[:limit]
+    more = len(rows) > limit
+    return {
+        "items": items,
+        "next_cursor": encode_cursor(items[-1]["unlocked_at"], items[-1]["unlock_id"]) if more else None,
+    }

@@ -21,7 +21,11 @@ _run = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))[:8]  # concur
 _base = make_url(os.environ.get("CHECKIN_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/checkin_offers"))
 TEST_DATABASE_URL = _base.set(database=f"{_base.database}_test_{_run}_{_worker}").render_as_string(hide_password=False)
 _redis = make_url(os.environ.get("CHECKIN_REDIS_URL", "redis://127.0.0.1:6379/0"))
-TEST_REDIS_URL = str(_redis.set(database=str(10 + int(_worker.removeprefix("gw") or 0))))
+# Redis has 16 databases (0-15) unless configured otherwise: a worker number past 15 would be
+# "DB index is out of range" and the service would run without Redis. Workers share 10-15
+# round robin, which is safe because every test writes keys of its own (fresh users, merchants
+# and Idempotency-Keys), as concurrent runs sharing these databases already do.
+TEST_REDIS_URL = str(_redis.set(database=str(10 + int(_worker.removeprefix("gw") or 0) % 6)))
 
 os.environ.update(
     {
@@ -29,6 +33,11 @@ os.environ.update(
         "CHECKIN_DATABASE_URL": TEST_DATABASE_URL,
         "CHECKIN_REDIS_URL": TEST_REDIS_URL,
         "CHECKIN_JWT_SECRET": "test-secret-for-the-test-suite-only-0123456789",
+        # The service's 50 ms Redis timeout is for production. Under a parallel run on a busy
+        # machine a healthy Redis can take longer to answer; the service would then skip it, and
+        # tests of what Redis does (rate limits, in-flight locks) would see it missing. The tests
+        # about Redis timeouts use the production timeout explicitly (tests/test_redis_outage.py).
+        "CHECKIN_REDIS_TIMEOUT_S": "5",
     }
 )
 os.environ.pop("CHECKIN_JWT_PUBLIC_KEY", None)

@@ -80,7 +80,7 @@ def test_a_good_token_is_accepted(http, settings):
     token = jwt.encode(_claims(settings), settings.jwt_secret, algorithm="HS256")
     r = http.get("/v1/me/offers", headers=_bearer(token))
     assert r.status_code == 200, r.text
-    assert r.json() == {"items": []}
+    assert r.json() == {"items": [], "next_cursor": None}
 
 
 def test_missing_or_malformed_header_is_missing_token(http):

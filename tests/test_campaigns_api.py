@@ -274,6 +274,38 @@ def test_get_and_list_are_scoped_to_the_merchant(world):
     assert [c["id"] for c in world.http.get("/v1/campaigns", headers=other.marketer).json()["items"]] == [theirs["id"]]
 
 
+def test_a_page_of_campaigns_reads_every_budget_in_one_query(world, db, base_url):
+    """One query for the budgets of the whole page, not one per campaign; each offer still gets its own."""
+    from sqlalchemy import event
+
+    from core.db import get_engine
+
+    m = world.merchant()
+    venue = world.venue(m)["id"]
+    limits = {}
+    for total in (3, 5, 7):
+        campaign = world.campaign(m, [venue], [offer_body(total_limit=total), offer_body(total_limit=total + 1)])
+        limits.update({o["id"]: o["total_limit"] for o in campaign["offers"]})
+    spent = next(iter(limits))
+    db.execute("UPDATE offer_budget_shards SET remaining = 0 WHERE offer_id = %s", (spent,))
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(statement)
+
+    engine = get_engine().sync_engine  # the live server's, in this process
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        page = world.http.get("/v1/campaigns", params={"limit": 3}, headers=m.staff).json()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert len(page["items"]) == 3
+    assert sum("offer_budget_shards" in s for s in statements) == 1, statements
+    remaining = {o["id"]: o["remaining"] for c in page["items"] for o in c["offers"]}
+    assert remaining == {offer: 0 if offer == spent else total for offer, total in limits.items()}
+
+
 # Changing a campaign
 
 

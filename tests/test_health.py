@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from core.db import make_engine
 from core.migrate import head_revision
 from core.redis import get_redis
+from core.sql_functions import SOURCES
 
 
 def test_healthz_answers(http):
@@ -22,10 +23,33 @@ def test_healthz_answers(http):
     assert r.json() == {"status": "ok"}
 
 
-def test_readyz_reports_database_migrations_and_redis(http):
+def test_readyz_reports_database_migrations_functions_and_redis(http):
     r = http.get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ready", "checks": {"database": "ok", "migrations": "ok", "redis": "ok"}}
+    assert r.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "migrations": "ok", "functions": "ok", "redis": "ok"},
+    }
+
+
+def test_a_function_that_differs_from_its_source_is_named_and_degrades_readiness(http, db):
+    # A hand-made change (same meaning, other text) and a leftover function, as after a hotfix in psql.
+    db.execute(
+        "CREATE OR REPLACE FUNCTION utc_day(p_at timestamptz) RETURNS date LANGUAGE sql IMMUTABLE PARALLEL SAFE"
+        " AS $$ SELECT (p_at AT TIME ZONE 'UTC')::date  -- hotfix\n$$"
+    )
+    db.execute("CREATE FUNCTION left_behind(n integer) RETURNS integer LANGUAGE sql AS 'SELECT n'")
+    try:
+        r = http.get("/readyz")
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "degraded"
+        assert r.json()["checks"]["functions"] == (
+            "drift: differs: utc_day(timestamp with time zone); unexpected: left_behind(integer)"
+        )
+    finally:
+        db.execute("DROP FUNCTION left_behind")
+        db.execute((SOURCES / "utc_day.sql").read_text())
+    assert http.get("/readyz").json()["status"] == "ready"
 
 
 def test_with_redis_down_the_service_is_degraded_but_checkins_still_work(world):
@@ -61,7 +85,12 @@ def test_a_database_behind_the_code_is_unavailable(http, db):
         assert r.status_code == 503, r.text
         assert r.json() == {
             "status": "unavailable",
-            "checks": {"database": "ok", "migrations": f"behind: at older, head is {head}", "redis": "ok"},
+            "checks": {
+                "database": "ok",
+                "migrations": f"behind: at older, head is {head}",
+                "functions": "ok",
+                "redis": "ok",
+            },
         }
     finally:
         db.execute("UPDATE alembic_version SET version_num = %s", (head,))

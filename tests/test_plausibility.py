@@ -3,9 +3,8 @@ import math
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from pyproj import Geod
 
-from geo.plausibility import FixLimits, Rejection, check_fix, speed_kmh
+from geo.plausibility import FixLimits, Rejection, check_fix
 
 NOW = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 LIMITS = FixLimits()
@@ -115,32 +114,3 @@ def test_naive_datetimes_are_refused(field: str) -> None:
 def test_non_finite_accuracy_is_a_caller_error() -> None:
     with pytest.raises(ValueError, match="accuracy_m"):
         check(accuracy_m=math.nan)
-
-
-# --- speed ----------------------------------------------------------------------------------
-
-
-def test_speed_is_geodesic_distance_over_time() -> None:
-    lon2, lat2, _ = Geod(ellps="WGS84").fwd(10.75, 59.91, 30, 1000)
-    speed = speed_kmh(10.75, 59.91, NOW, lon2, lat2, NOW + timedelta(seconds=60))
-    assert speed == pytest.approx(60.0, rel=1e-6)
-
-
-def test_speed_across_the_antimeridian_takes_the_short_way() -> None:
-    speed = speed_kmh(179.999, 0.0, NOW, -179.999, 0.0, NOW + timedelta(hours=1))
-    assert speed == pytest.approx(0.2226, rel=1e-3)
-
-
-@pytest.mark.parametrize("elapsed_s", [0, -10])
-def test_moving_in_no_time_is_infinitely_fast(elapsed_s: float) -> None:
-    later = NOW + timedelta(seconds=elapsed_s)
-    assert speed_kmh(10.75, 59.91, NOW, 10.76, 59.91, later) == math.inf
-
-
-def test_standing_still_in_no_time_is_zero() -> None:
-    assert speed_kmh(10.75, 59.91, NOW, 10.75, 59.91, NOW) == 0.0
-
-
-def test_speed_refuses_naive_datetimes() -> None:
-    with pytest.raises(ValueError, match="t2"):
-        speed_kmh(10.75, 59.91, NOW, 10.76, 59.91, NOW.replace(tzinfo=None))

@@ -3,11 +3,15 @@ isolation, guessing limits, and the void that records instead of erasing."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
+
+from core.errors import Conflict, Gone, NotFound, ProblemError, ValidationFailed
+from offers import redemption
 
 PARALLEL = 16
 
@@ -448,3 +452,76 @@ def test_parallel_redemptions_after_a_void_have_one_winner(world, db, till):
 
 def _same_instant(a: str, b: str) -> bool:
     return datetime.fromisoformat(a) == datetime.fromisoformat(b)
+
+
+# What the database functions answer, mapped without HTTP
+
+
+CODE = "K7QX-M2PD-9RTW"
+RECEIPT = {"id": str(uuid.uuid4()), "unlock_id": str(uuid.uuid4())}
+
+
+@pytest.mark.parametrize(
+    ("result", "error", "status", "code"),
+    [
+        ({"outcome": "key_reused"}, ValidationFailed, 422, "idempotency_key_reused"),
+        ({"outcome": "not_found"}, NotFound, 404, "not_found"),
+        (
+            {"outcome": "already_redeemed", "redeemed_at": "2026-01-01T10:00:00+00:00"},
+            Conflict,
+            409,
+            "already_redeemed",
+        ),
+        ({"outcome": "wrong_venue"}, ValidationFailed, 422, "validation_error"),
+        ({"outcome": "expired", "expires_at": "2026-01-01T10:00:00+00:00"}, Gone, 410, "expired"),
+    ],
+)
+def test_each_redeem_outcome_is_its_problem(result, error, status, code):
+    with pytest.raises(error) as raised:
+        redemption.redeem_answer(result)
+
+    assert (raised.value.status, raised.value.code) == (status, code)
+
+
+def test_done_and_replay_are_the_receipt():
+    assert redemption.redeem_answer({"outcome": "done", "response": RECEIPT}) == RECEIPT
+    assert redemption.redeem_answer({"outcome": "replay", "response": RECEIPT}) == RECEIPT
+    assert redemption.void_answer({"outcome": "done", "response": RECEIPT}, 30) == RECEIPT
+
+
+@pytest.mark.parametrize(
+    ("result", "status", "code"),
+    [
+        ({"outcome": "not_found"}, 404, "not_found"),
+        ({"outcome": "already_voided", "voided_at": "2026-01-01T10:00:00+00:00"}, 409, "already_voided"),
+        ({"outcome": "window_passed", "void_deadline": "2026-01-01T10:30:00+00:00"}, 409, "void_window_passed"),
+    ],
+)
+def test_each_void_outcome_is_its_problem(result, status, code):
+    with pytest.raises(ProblemError) as raised:
+        redemption.void_answer(result, 30)
+
+    assert (raised.value.status, raised.value.code) == (status, code)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(lambda result: redemption.redeem_answer(result), id="redeem"),
+        pytest.param(lambda result: redemption.void_answer(result, 30), id="void_redemption"),
+    ],
+)
+@pytest.mark.parametrize("outcome", ["refunded", None])
+def test_an_unknown_outcome_is_a_500_logged_by_name_never_a_404(answer, outcome, caplog):
+    result = {"outcome": outcome, "code": CODE, "response": RECEIPT} if outcome else {"code": CODE}
+
+    with caplog.at_level(logging.ERROR, logger="offers.redemption"), pytest.raises(Exception) as raised:
+        answer(result)
+
+    # Not a ProblemError: the generic handler answers 500 internal_error, not "no such code".
+    assert isinstance(raised.value, redemption.UnknownOutcome)
+    assert not isinstance(raised.value, ProblemError)
+    (record,) = caplog.records
+    assert repr(outcome) in record.getMessage() and repr(outcome) in str(raised.value)
+    for secret in (CODE, RECEIPT["id"]):
+        assert secret not in record.getMessage() and secret not in str(raised.value)

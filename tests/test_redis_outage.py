@@ -23,6 +23,7 @@ from redis.backoff import NoBackoff
 from sqlalchemy.engine import make_url
 
 from core.redis import RedisState, get_redis
+from core.settings import Settings
 from tests.factories import offer_body
 
 OSLO = (10.7522, 59.9139)
@@ -35,15 +36,20 @@ def near(center: tuple[float, float], east_m: float = 0) -> tuple[float, float]:
     return lon + east_m / (111_320 * math.cos(math.radians(lat))), lat
 
 
+# The test service waits longer for Redis (tests/conftest.py); these tests are about the
+# production timeout, so they start their clients with it.
+PRODUCTION_REDIS_TIMEOUT_S = Settings.model_fields["redis_timeout_s"].default
+
+
 @contextmanager
 def redis_at(url: str, settings) -> Iterator[None]:
     state = get_redis()
     original = state.client
-    # the server's own client options (core.redis), another address
+    # the server's own client options (core.redis) with production's timeout, another address
     state.client = aioredis.Redis.from_url(
         url,
-        socket_timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
+        socket_timeout=PRODUCTION_REDIS_TIMEOUT_S,
+        socket_connect_timeout=PRODUCTION_REDIS_TIMEOUT_S,
         retry=Retry(NoBackoff(), 0),
         decode_responses=True,
     )
@@ -236,9 +242,17 @@ def test_after_timeouts_in_a_row_redis_is_skipped_instead_of_timing_out_again(wo
 def test_the_silent_server_is_really_silent(redis_silent):
     """The fixture's server accepts and answers nothing, so the test above proves a timeout."""
     state = get_redis()
+    assert state.client.connection_pool.connection_kwargs["socket_timeout"] == PRODUCTION_REDIS_TIMEOUT_S
     port = state.client.connection_pool.connection_kwargs["port"]
     with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
         sock.sendall(b"*1\r\n$4\r\nPING\r\n")
         sock.settimeout(0.3)
         with pytest.raises(TimeoutError):
             sock.recv(1)
+
+
+def test_the_service_under_test_waits_longer_for_redis_than_production(base_url, settings):
+    """So a busy machine running the suite in parallel does not make a healthy Redis look down."""
+    assert PRODUCTION_REDIS_TIMEOUT_S == 0.05
+    assert settings.redis_timeout_s > 1
+    assert get_redis().client.connection_pool.connection_kwargs["socket_timeout"] == settings.redis_timeout_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -11,12 +12,14 @@ from sqlalchemy import text
 from core.db import get_engine
 from core.migrate import head_revision
 from core.redis import get_redis
+from core.settings import get_settings
+from core.sql_functions import function_drift
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-async def healthz() -> dict:
+async def healthz() -> dict[str, Any]:  # not dict[str, str]: that would change openapi.json
     """The process answers."""
     return {"status": "ok"}
 
@@ -42,14 +45,27 @@ async def _redis() -> str:
     return "ok"
 
 
+async def _functions() -> str:
+    """The database's functions and triggers as the source files define them; else which differ."""
+    try:
+        async with asyncio.timeout(5):
+            drift = await asyncio.to_thread(function_drift, get_settings().database_url)
+    except Exception as exc:  # noqa: BLE001 - readiness reports, never crashes
+        return f"unknown: {type(exc).__name__}"
+    return f"drift: {drift}" if drift else "ok"
+
+
 @router.get("/readyz", responses={503: {"description": "the database is down or not migrated"}})
 async def readyz() -> JSONResponse:
-    """Database reachable and migrated to head (else 503 "unavailable"); Redis reachable (else
-    200 "degraded": check-ins keep working from PostgreSQL alone, without rate limits)."""
-    (database, migrations), redis = await asyncio.gather(_database(), _redis())
+    """Database reachable and migrated to head (else 503 "unavailable"); Redis reachable and the
+    database's functions as the source files define them (else 200 "degraded": check-ins keep
+    working from PostgreSQL alone, without rate limits; a drifted function is named so that an
+    operator can reinstall it)."""
+    (database, migrations), redis, functions = await asyncio.gather(_database(), _redis(), _functions())
     serving = database == "ok" and migrations == "ok"
-    status = "unavailable" if not serving else "ready" if redis == "ok" else "degraded"
+    status = "unavailable" if not serving else "ready" if redis == functions == "ok" else "degraded"
+    checks = {"database": database, "migrations": migrations, "functions": functions, "redis": redis}
     return JSONResponse(
-        {"status": status, "checks": {"database": database, "migrations": migrations, "redis": redis}},
+        {"status": status, "checks": checks},
         status_code=503 if status == "unavailable" else 200,
     )

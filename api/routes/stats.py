@@ -24,7 +24,7 @@ async def get_stats(
     principal: StatsReader,
     session: Session,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
-):
+) -> dict[str, Any] | PlainTextResponse:
     """Funnel, intention-to-treat effect with 95% intervals, sample-ratio check, by day and venue."""
     stats = await campaign_stats(session, merchant_of(principal), campaign_id, datetime.now(UTC).date())
     if format == "csv":

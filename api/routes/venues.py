@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
@@ -11,9 +11,10 @@ from api.deps import AppUser, MerchantAdmin, MerchantReader, PlatformAdmin, Sess
 from api.problems import error_responses
 from api.schemas import MerchantIn, MerchantOut, NearbyOut, Page, VenueIn, VenueOut, VenuePatch
 from core.errors import ValidationFailed
-from core.tenancy import create_merchant
+from core.tenancy import Merchant, create_merchant
 from geo import venues
 from geo.geofence import Geofence, GeofenceError, parse_geofence
+from geo.venues import Venue
 
 router = APIRouter(prefix="/v1", responses=error_responses(401, 403, 422, 429, 500))
 PageSize = Annotated[int, Query(ge=1, le=100, description="page size, at most 100")]
@@ -28,12 +29,12 @@ def _geofence(value: object) -> Geofence:
 
 
 @router.post("/merchants", status_code=201, response_model=MerchantOut, tags=["merchants"])
-async def create_merchant_route(body: MerchantIn, _: PlatformAdmin, session: Session):
+async def create_merchant_route(body: MerchantIn, _: PlatformAdmin, session: Session) -> Merchant:
     return await create_merchant(session, body.name)
 
 
 @router.post("/venues", status_code=201, response_model=VenueOut, tags=["venues"])
-async def create_venue(body: VenueIn, principal: MerchantAdmin, session: Session):
+async def create_venue(body: VenueIn, principal: MerchantAdmin, session: Session) -> Venue:
     return await venues.create_venue(
         session,
         merchant_of(principal),
@@ -45,7 +46,9 @@ async def create_venue(body: VenueIn, principal: MerchantAdmin, session: Session
 
 
 @router.get("/venues", response_model=Page[VenueOut], tags=["venues"])
-async def list_venues(principal: MerchantReader, session: Session, limit: PageSize = 50, cursor: Cursor = None):
+async def list_venues(
+    principal: MerchantReader, session: Session, limit: PageSize = 50, cursor: Cursor = None
+) -> dict[str, Any]:
     items = await venues.list_venues(session, merchant_of(principal), after=cursor, limit=limit)
     return {"items": items, "next_cursor": str(items[-1].id) if len(items) == limit else None}
 
@@ -58,17 +61,17 @@ async def nearby(
     lon: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
     radius_m: Annotated[float, Query(gt=0, le=5000, allow_inf_nan=False)] = 1000,
     limit: PageSize = 20,
-):
+) -> dict[str, Any]:
     return {"items": await venues.nearby_venues(session, lat=lat, lon=lon, radius_m=radius_m, limit=limit)}
 
 
 @router.get("/venues/{venue_id}", response_model=VenueOut, tags=["venues"], responses=error_responses(404))
-async def get_venue(venue_id: uuid.UUID, principal: MerchantReader, session: Session):
+async def get_venue(venue_id: uuid.UUID, principal: MerchantReader, session: Session) -> Venue:
     return await venues.get_venue(session, merchant_of(principal), venue_id)
 
 
 @router.patch("/venues/{venue_id}", response_model=VenueOut, tags=["venues"], responses=error_responses(404))
-async def update_venue(venue_id: uuid.UUID, body: VenuePatch, principal: MerchantAdmin, session: Session):
+async def update_venue(venue_id: uuid.UUID, body: VenuePatch, principal: MerchantAdmin, session: Session) -> Venue:
     changes = body.model_dump(exclude_unset=True)
     for field in ("name", "timezone", "geofence"):
         if field in changes and changes[field] is None:

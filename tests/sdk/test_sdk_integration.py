@@ -290,3 +290,37 @@ async def test_async_lost_answers_unlock_once_and_offline_checkins_replay(base_u
     # The queued check-in reached the server on every lost attempt, yet counts once.
     assert db.execute("SELECT count(*) AS n FROM checkins WHERE user_id = %s", (sub,)).fetchone()["n"] == 2
     assert db.execute("SELECT count(*) AS n FROM unlocks WHERE user_id = %s", (sub,)).fetchone()["n"] == 2
+
+
+def test_the_wallet_pages_through_every_offer_newest_first(base_url, settings, db, shop, monkeypatch):
+    monkeypatch.setattr(settings, "checkin_cooldown_s", 0)
+    sub, token = app_user(settings)
+    with CheckinOffersClient(base_url, lambda: token) as phone:
+        for _ in range(5):
+            assert phone.checkin(*position(shop.venues[0]), accuracy_m=10).status == "accepted"
+        first = phone.wallet_page(limit=2)
+        offers = list(phone.iter_wallet(page_size=2))
+        everything = phone.wallet()
+
+    newest_first = db.execute(
+        "SELECT id FROM unlocks WHERE user_id = %s ORDER BY unlocked_at DESC, id DESC", (sub,)
+    ).fetchall()
+    assert [offer.unlock_id for offer in offers] == [str(row["id"]) for row in newest_first]
+    assert len(offers) == 5 and everything == offers
+    assert [offer.unlock_id for offer in first.items] == [offer.unlock_id for offer in offers[:2]]
+    assert first.next_cursor is not None
+
+
+@pytest.mark.anyio
+async def test_the_async_wallet_pages_the_same_way(base_url, settings, shop, monkeypatch):
+    monkeypatch.setattr(settings, "checkin_cooldown_s", 0)
+    _, token = app_user(settings)
+    async with AsyncCheckinOffersClient(base_url, lambda: token) as phone:
+        for _ in range(3):
+            assert (await phone.checkin(*position(shop.venues[0]), accuracy_m=10)).status == "accepted"
+        offers = [offer async for offer in phone.iter_wallet(page_size=2)]
+        last = await phone.wallet_page(limit=3)
+
+    assert len({offer.unlock_id for offer in offers}) == 3
+    assert [offer.unlock_id for offer in last.items] == [offer.unlock_id for offer in offers]
+    assert last.next_cursor is None

@@ -279,6 +279,75 @@ def test_unparseable_success_raises_sdk_error() -> None:
         client.wallet()
 
 
+def wallet_item(n: int) -> dict[str, Any]:
+    return {
+        "unlock_id": f"unl-{n}",
+        "offer_id": "off-1",
+        "title": f"Offer {n}",
+        "description": None,
+        "terms": None,
+        "code": f"CODE-{n:04d}",
+        "status": "active",
+        "expires_at": None,
+        "venue": {"id": "ven-1", "name": "Blue Bottle"},
+    }
+
+
+def paged_wallet(pages: int, per_page: int = 2) -> Callable[[httpx.Request], httpx.Response]:
+    """A server whose wallet holds `pages` pages; the cursor of page i is "c<i>"."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        cursor = request.url.params.get("cursor")
+        index = 0 if cursor is None else int(cursor.removeprefix("c"))
+        items = [wallet_item(index * per_page + n) for n in range(per_page)]
+        next_cursor = f"c{index + 1}" if index + 1 < pages else None
+        return httpx.Response(200, json={"items": items, "next_cursor": next_cursor})
+
+    return answer
+
+
+def test_wallet_page_sends_cursor_and_limit_and_reads_next_cursor() -> None:
+    peer = Peer(paged_wallet(pages=3))
+    with sync_client(peer, []) as client:
+        first = client.wallet_page(limit=2)
+        second = client.wallet_page(first.next_cursor, limit=2)
+        last = client.wallet_page("c2")
+
+    assert [o.unlock_id for o in first.items] == ["unl-0", "unl-1"] and first.next_cursor == "c1"
+    assert [o.unlock_id for o in second.items] == ["unl-2", "unl-3"] and second.next_cursor == "c2"
+    assert last.next_cursor is None
+    assert [dict(r.url.params) for r in peer.requests] == [
+        {"limit": "2"},
+        {"cursor": "c1", "limit": "2"},
+        {"cursor": "c2"},
+    ]
+
+
+def test_iter_wallet_follows_the_cursor_lazily_to_the_last_page() -> None:
+    peer = Peer(paged_wallet(pages=3))
+    with sync_client(peer, []) as client:
+        offers = client.iter_wallet(page_size=2)
+        assert next(offers).unlock_id == "unl-0"
+        assert len(peer.requests) == 1  # later pages only when iteration reaches them
+        rest = list(offers)
+        everything = client.wallet()
+
+    assert [o.unlock_id for o in rest] == [f"unl-{n}" for n in range(1, 6)]
+    assert [o.unlock_id for o in everything] == [f"unl-{n}" for n in range(6)]
+    assert [r.url.params.get("cursor") for r in peer.requests] == [None, "c1", "c2", None, "c1", "c2"]
+
+
+def test_a_failed_page_is_retried_with_its_cursor() -> None:
+    pages = paged_wallet(pages=2)
+    peer = Peer(pages, problem(503, "service_unavailable"), pages)
+    sleeps: list[float] = []
+    with sync_client(peer, sleeps) as client:
+        offers = list(client.iter_wallet())
+
+    assert [o.unlock_id for o in offers] == [f"unl-{n}" for n in range(4)]
+    assert [r.url.params.get("cursor") for r in peer.requests] == [None, "c1", "c1"] and len(sleeps) == 1
+
+
 # --- retries --------------------------------------------------------------------------------
 
 
@@ -629,3 +698,16 @@ async def test_async_queue_and_replay(tmp_path: Path) -> None:
     stale = replayed[1][1]
     assert isinstance(stale, CheckinResult) and stale.reason == "stale"
     assert len(OfflineQueue(path)) == 0
+
+
+@pytest.mark.anyio
+async def test_async_wallet_pages_and_iteration() -> None:
+    peer = Peer(paged_wallet(pages=3))
+    async with async_client(peer, []) as client:
+        page = await client.wallet_page(limit=2)
+        offers = [offer.unlock_id async for offer in client.iter_wallet(page_size=2)]
+        everything = await client.wallet()
+
+    assert page.next_cursor == "c1" and [o.unlock_id for o in page.items] == ["unl-0", "unl-1"]
+    assert offers == [o.unlock_id for o in everything] == [f"unl-{n}" for n in range(6)]
+    assert [r.url.params.get("cursor") for r in peer.requests] == [None, None, "c1", "c2", None, "c1", "c2"]
