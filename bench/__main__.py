@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from sqlalchemy.engine import make_url
 
-from bench import report
+from bench import baseline, report
 from bench.probes import time_matches, time_stats
 from bench.runners import (
     BENCH_DIR,
@@ -41,8 +41,8 @@ from bench.runners import (
     start_profile,
     summarize_profile,
 )
-from bench.seed import QUICK_PLAN, Plan, database_url, libpq_url, seed_all
-from bench.workload import Signer, checkin_data, pgbench_script, redemption_data, setting_default, stats_token
+from bench.seed import QUICK_PLAN, Plan, database_url, libpq_url, seed_all, seed_main_database
+from bench.workload import Signer, checkin_data, pgbench_script, pgbench_variables, redemption_data, stats_token
 
 REDIS_DB = 8  # the bench's own Redis database, emptied before each run
 RATE_LIMIT_PER_MINUTE = 1_000_000  # far above the load, so no check-in is a 429
@@ -66,14 +66,26 @@ class Runs:
     stats_calls: int = 20
     match_points: int = 2_000
     profile_s: int = 10
+    # checkin() before/after (bench/baseline.py): rounds of each side, seconds per run
+    compare_rounds: int = 5
+    compare_s: int = 5
 
 
 QUICK_RUNS = Runs(
-    duration_s=3, warmup_s=2, repeats=1, hot_s=2, redeem_codes=3_000, stats_calls=5, match_points=300, profile_s=3
+    duration_s=3,
+    warmup_s=2,
+    repeats=1,
+    hot_s=2,
+    redeem_codes=3_000,
+    stats_calls=5,
+    match_points=300,
+    profile_s=3,
+    compare_rounds=3,
+    compare_s=3,
 )
 
 
-def machine_facts(url: str, wrk: str, pgbench: str) -> dict[str, str]:
+def machine_facts(url: str, wrk: str | None, pgbench: str) -> dict[str, str]:
     with psycopg.connect(libpq_url(url)) as conn:
 
         def show(name: str) -> str:
@@ -110,7 +122,11 @@ def machine_facts(url: str, wrk: str, pgbench: str) -> dict[str, str]:
         "postgis": postgis,
         **{f"pg {k}": v for k, v in settings.items()},
         "python": platform.python_version(),
-        "wrk": subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.split("\n")[0].split(" [")[0],
+        **(
+            {"wrk": subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.split("\n")[0].split(" [")[0]}
+            if wrk
+            else {}
+        ),
         "pgbench": subprocess.run([pgbench, "--version"], capture_output=True, text=True).stdout.strip(),
     }
 
@@ -150,6 +166,37 @@ class CheckinRows:
         return self.offset > self.rows
 
 
+def progress_bars(console: Console) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def settle(conn: psycopg.Connection) -> None:
+    """Statistics as autoanalyze would keep them (it may be off here), so that plans see the tables as
+    they are now, grown by earlier runs; and no checkpoint of the set-up's writes mid-run."""
+    conn.execute("ANALYZE")
+    conn.execute("CHECKPOINT")
+
+
+def compare_checkin(pgbench: str, url: str, plan: Plan, runs: Runs, progress: Progress) -> tuple[dict, dict]:
+    """checkin() before/after (bench/baseline.py) with as many clients as the service's pools hold."""
+    return baseline.compare(
+        pgbench,
+        url,
+        clients=runs.workers * runs.pool_size,
+        rounds=runs.compare_rounds,
+        duration_s=runs.compare_s,
+        variables=pgbench_variables(plan),
+        progress=progress,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -157,22 +204,24 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="small data and short runs, written to bench/data/quick/: a smoke run, not a measurement",
     )
+    parser.add_argument(
+        "--only",
+        choices=["checkin-db"],
+        help="checkin-db: only checkin() before/after under pgbench (bench/baseline.py), on the small data "
+        "set, written to bench/data/checkin-db/ (with --quick: fewer, shorter rounds)",
+    )
     args = parser.parse_args(argv)
+    console = Console()
+    DATA_DIR.mkdir(exist_ok=True)
+    if args.only == "checkin-db":
+        checkin_db_only(args.quick, console)
+        return
     plan, runs = (QUICK_PLAN, QUICK_RUNS) if args.quick else (Plan(), Runs())
     results_dir = DATA_DIR / "quick" if args.quick else BENCH_DIR / "results"
-    console = Console()
     started = time.monotonic()
-    DATA_DIR.mkdir(exist_ok=True)
     wrk, pgbench, py_spy = ensure_wrk(), ensure_pgbench(), ensure_py_spy()
 
-    columns = (
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
+    with progress_bars(console) as progress:
         facts = seed_all(plan, progress)
         seeded_s = time.monotonic() - started
         main_url = database_url(plan.database)
@@ -193,21 +242,13 @@ def main(argv: list[str] | None = None) -> None:
                 hot_clients=runs.hot_clients,
                 stats_campaign=facts["main"]["stats_campaign_id"],
             )
-            # Statistics as autoanalyze would keep them (it may be off here), so that plans see the tables
-            # as they are now, grown by earlier runs; and no checkpoint of the set-up's writes mid-run.
-            conn.execute("ANALYZE")
-            conn.execute("CHECKPOINT")
+            settle(conn)
         redis.Redis.from_url(bench_redis_url()).flushdb()
 
         checkin_script = pgbench_script()
         rows = CheckinRows(checkin_facts["rows"])
         c, d = runs.connections, runs.duration_s
-        pgbench_vars = {
-            "points": plan.points,
-            "max_accuracy_m": setting_default("max_accuracy_m"),
-            "max_speed_kmh": setting_default("max_speed_kmh"),
-            "cooldown_s": setting_default("checkin_cooldown_s"),
-        }
+        pgbench_vars = pgbench_variables(plan)
         env = service_env(main_url, bench_redis_url(), signer.public_pem, runs)
         with Service(env, runs.workers, DATA_DIR / "service.log") as service:
 
@@ -337,6 +378,9 @@ def main(argv: list[str] | None = None) -> None:
                 runs.stats_calls,
             )
 
+        # With the service stopped: the two sides then share the machine with nothing of the bench's own.
+        before_after, before_after_runs = compare_checkin(pgbench, main_url, plan, runs, progress)
+
         task = progress.add_task("venue match at each venue count", total=len(plan.scales) + 1)
         matching = []
         for venues in sorted([*plan.scales, plan.venues]):
@@ -365,9 +409,12 @@ def main(argv: list[str] | None = None) -> None:
         nearby,
         stats,
         matching,
+        before_after,
+        before_after_runs,
         seeded_s,
         time.monotonic() - started,
     )
+    results["command"] = "python -m bench --quick" if args.quick else "make bench"
     json_path, md_path = report.write(results, notes(results), results_dir)
     report.print_tables(results, console)
     console.print(
@@ -397,11 +444,14 @@ def assemble(
     nearby: list[LoadResult],
     stats: dict,
     matching: list[dict],
+    before_after: dict,
+    before_after_runs: dict[str, list[LoadResult]],
     seeded_s: float,
     total_s: float,
 ) -> dict:
     ok = report.CHECKIN_OK
     all_checkins = [warmup, *saturation, *[r for runs_ in fixed.values() for r in runs_], profiled]
+    compared = [*before_after_runs["baseline"], *before_after_runs["head"]]
     hot_statuses = {int(k): v for k, v in hot.statuses.items()}
     hot_summary = {
         "clients": runs.hot_clients,
@@ -416,7 +466,7 @@ def assemble(
         "one code, many tills": hot_summary["other"] + abs(hot_summary["201"] - 1),
         "nearby": sum(r.errors({200}) for r in nearby),
         "healthz": sum(r.errors({200}) for r in healthz),
-        "pgbench": sum(r.errors(set()) for r in [*database, reconnecting]),
+        "pgbench": sum(r.errors(set()) for r in [*database, reconnecting, *compared]),
     }
     errors["total"] = sum(errors.values())
     smallest, largest = matching[0], matching[-1]
@@ -446,6 +496,7 @@ def assemble(
         "matching": matching,
         "matching_ratio": round(largest["median_us"] / smallest["median_us"], 2),
         "matching_span": f"{smallest['venues']:,} → {largest['venues']:,} venues",
+        "checkin_before_after": before_after,
         "cpu_ms_per_checkin": report.cpu_breakdown(saturation),
         "cpu_ms_per_pgbench_call": report.cpu_breakdown(database),
         "cpu_ms_per_pgbench_call_new_connection": reconnecting.cpu_ms,
@@ -473,6 +524,7 @@ def assemble(
             "redemption": [asdict(r) for r in redemption],
             "hot": asdict(hot),
             "nearby": [asdict(r) for r in nearby],
+            "checkin_before_after": {side: [asdict(r) for r in rs] for side, rs in before_after_runs.items()},
         },
         "timings": {"seed_or_reuse_s": round(seeded_s, 1), "total_s": round(total_s, 1)},
     }
@@ -521,8 +573,9 @@ def notes(results: dict) -> list[str]:
         f"Ceilings, interleaved with the saturation runs: GET /healthz on the same server with the same "
         f"connections; pgbench (-M prepared, {runs['workers'] * runs['pool_size']} clients = workers × pool, "
         "the most the service itself can use) running bench/checkin.sql: SELECT ... FROM checkin(...) exactly "
-        "as offers/checkin.py calls it, on the same points, with a random odd-numbered one of the 1,000,000 users, "
-        f"synchronous_commit {results['machine']['pg synchronous_commit']}.",
+        f"as offers/checkin.py calls it, on the same points, with a random odd-numbered one of the {seed['users']:,} "
+        f"users, synchronous_commit {results['machine']['pg synchronous_commit']}.",
+        before_after_note(results),
         "Everything shares the machine's two cores: wrk, the service, PostgreSQL and Redis; the CPU tables "
         "say who used how much (from /proc; 'other' is whatever else ran on the machine meanwhile).",
         "Checkpoints are left to PostgreSQL's own schedule (every 5 min or 1 GB of WAL here), as in production: "
@@ -532,15 +585,82 @@ def notes(results: dict) -> list[str]:
         "(a check-in and an unlock row each, no budget or events), redeemed once each by staff of their "
         f"merchant; the hot code: {runs['hot_clients']} connections redeeming one code for {runs['hot_s']} s, "
         "each request with its own Idempotency-Key.",
-        "Venue match: the SELECT ... INTO v ... LIMIT 1 of checkin(), copied at run time from migrations/sql "
-        "into a PL/pgSQL function (bench/match.sql) and timed inside PostgreSQL over random points inside "
-        "random venues, after a warm-up pass; the same generator at every size, so bigger sets are denser.",
+        "Venue match: checkin()'s step match_venue() as installed in each database, called as checkin() calls "
+        "it by a PL/pgSQL loop (bench/match.sql) and timed inside PostgreSQL over random points inside random "
+        "venues, after a warm-up pass; the same generator at every size, so bigger sets are denser.",
         f"Profile: py-spy record --nonblocking at 100 Hz on one worker during an extra {runs['profile_s']} s "
         "saturation run (not one of the measured runs), --gil: only the thread holding the GIL is sampled, so "
         "shares are of the time the worker ran Python code.",
         f"Wall time: {results['timings']['total_s'] / 60:.1f} min, of which seeding (or checking the seed) "
         f"{results['timings']['seed_or_reuse_s'] / 60:.1f} min.",
     ]
+
+
+def before_after_note(results: dict) -> str:
+    c = results["summary"]["checkin_before_after"]
+    other = max(c[side]["cpu_ms"]["other"] for side in ("baseline", "head"))
+    postgres = c["head"]["cpu_ms"]["postgres"]
+    return (
+        f"checkin() before/after: the baseline's functions ({', '.join(c['baseline_sources'])}) installed into "
+        f"the schema {c['baseline_schema']} of the same database ({results['plan']['database']}) and called there as "
+        "that version's API called them, from sessions whose search_path puts that schema first (so its helpers "
+        "are its own, its tables the public ones); the current checkin() (head: alembic revision "
+        f"{c['head_revision']}) called as offers/checkin.py calls it. pgbench as for the database ceiling, "
+        f"{c['clients']} clients, a warm-up run of each, then {c['rounds']} rounds of {c['duration_s']} s each, "
+        "alternating, each pair in the other order than the one before; medians of each side, and head / baseline "
+        f"against the pass mark of {report.CHECKIN_RATIO_FLOOR}. Both write to the same tables, so the data grows "
+        f"alike for both. {c['wall_s']:.0f} s in all."
+        + (" The two have the same function text, so the ratio shows the noise." if c["unchanged"] else "")
+        + (
+            f" Other processes used up to {other:.2f} ms of CPU per call, {other / postgres:.0%} of PostgreSQL's: "
+            "the runs were disturbed, and a difference of a few percent says little; repeat on a quieter machine."
+            if other > 0.1 * postgres
+            else ""
+        )
+        + (
+            f" The function sources differ from what the head revision installs ({c['head_drift']}): "
+            "head is the revision's pinned copy."
+            if c["head_drift"]
+            else ""
+        )
+    )
+
+
+def checkin_db_only(quick: bool, console: Console) -> None:
+    """`python -m bench --only checkin-db`: checkin() before/after alone, on the small data set (it has
+    campaigns with offers of every rule kind, so the unlock path runs), written to bench/data/checkin-db/."""
+    plan, runs = QUICK_PLAN, QUICK_RUNS if quick else Runs()
+    started = time.monotonic()
+    pgbench = ensure_pgbench()
+    url = database_url(plan.database)
+    with progress_bars(console) as progress:
+        facts = seed_main_database(plan, progress)
+        seeded_s = time.monotonic() - started
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            settle(conn)
+        before_after, before_after_runs = compare_checkin(pgbench, url, plan, runs, progress)
+    results = {
+        "command": "python -m bench --only checkin-db" + (" --quick" if quick else ""),
+        "only": "checkin-db",
+        "machine": machine_facts(url, None, pgbench),
+        "plan": asdict(plan),
+        "runs": asdict(runs),
+        "seed": {"main": facts},
+        "summary": {"checkin_before_after": before_after},
+        "targets": [report.before_after_target(before_after)],
+        "raw": {"checkin_before_after": {side: [asdict(r) for r in rs] for side, rs in before_after_runs.items()}},
+        "timings": {"seed_or_reuse_s": round(seeded_s, 1), "total_s": round(time.monotonic() - started, 1)},
+    }
+    notes = [
+        f"Data ({plan.database}): the small data set of --quick, {facts['venues']:,} venues, "
+        f"{facts['campaigns']:,} campaigns with {facts['offers']:,} offers of every rule kind, {facts['users']:,} "
+        "users with one old check-in each; pgbench takes odd-numbered users at random bench points.",
+        before_after_note(results),
+    ]
+    json_path, md_path = report.write(results, notes, DATA_DIR / "checkin-db")
+    report.print_tables(results, console)
+    console.print(notes[-1])
+    console.print(f"\nwrote {md_path.relative_to(ROOT)} and {json_path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import statistics
 import time
 from pathlib import Path
@@ -11,21 +10,10 @@ import httpx
 import numpy as np
 import psycopg
 
-from bench.seed import ROOT, libpq_url
+from bench.seed import libpq_url
+from bench.workload import setting_default
 
 MATCH_SQL = Path(__file__).resolve().parent / "match.sql"
-
-
-def match_query() -> str:
-    """The venue match as checkin() has it: the last definition across the migrations wins."""
-    text = "".join(p.read_text() for p in sorted((ROOT / "migrations" / "sql").glob("*.sql")))
-    found = re.findall(r"SELECT vn\.id\b.*?LIMIT 1;", text, flags=re.S)
-    if not found or "ST_DWithin" not in found[-1] or "INTO v" not in found[-1]:
-        raise RuntimeError(
-            "could not find checkin()'s venue match (SELECT vn.id ... INTO v ... LIMIT 1;) "
-            "in migrations/sql; update bench/probes.py: match_query"
-        )
-    return found[-1]
 
 
 def time_matches(database_url: str, points: int, passes: int = 3) -> dict:
@@ -35,7 +23,7 @@ def time_matches(database_url: str, points: int, passes: int = 3) -> dict:
     Each way on its own connection: one warm-up pass, then `passes` timed passes over the same points."""
     url = libpq_url(database_url)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(MATCH_SQL.read_text().replace("{match_query}", match_query()))
+        conn.execute(MATCH_SQL.read_text())
         venues = conn.execute("SELECT count(*) FROM venues WHERE deleted_at IS NULL").fetchone()[0]
         rows = conn.execute(
             """
@@ -44,14 +32,18 @@ def time_matches(database_url: str, points: int, passes: int = 3) -> dict:
         """,
             (points,),
         ).fetchall()
-    columns = [list(column) for column in zip(*rows, strict=True)]
+    # the limits checkin() is called with: the service's settings, as bench/workload.py passes them to pgbench
+    limits = [setting_default("match_accuracy_cap_m"), setting_default("nearest_venue_radius_m")]
+    columns = [list(column) for column in zip(*rows, strict=True)] + limits
     result: dict = {"venues": venues, "points": len(rows)}
     for mode, prefix in (("auto", ""), ("force_generic_plan", "generic_")):
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"SET plan_cache_mode = {mode}")
             medians, p95s = [], []
             for i in range(passes + 1):
-                timings = conn.execute("SELECT us, matched FROM bench_match_timings(%s, %s, %s)", columns).fetchall()
+                timings = conn.execute(
+                    "SELECT us, matched FROM bench_probe.bench_match_timings(%s, %s, %s, %s, %s)", columns
+                ).fetchall()
                 if i == 0:
                     continue
                 us = np.array([t[0] for t in timings])
@@ -60,7 +52,9 @@ def time_matches(database_url: str, points: int, passes: int = 3) -> dict:
                 result["matched"] = sum(1 for t in timings if t[1])
             # Pages one match touches, and how many of them were not in shared_buffers.
             plan = conn.execute(
-                "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT count(*) FROM bench_match_timings(%s, %s, %s)", columns
+                "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
+                "SELECT count(*) FROM bench_probe.bench_match_timings(%s, %s, %s, %s, %s)",
+                columns,
             ).fetchone()[0][0]["Plan"]
         result[f"{prefix}median_us"] = round(statistics.median(medians), 1)
         result[f"{prefix}p95_us"] = round(statistics.median(p95s), 1)

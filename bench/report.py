@@ -44,6 +44,87 @@ def cpu_breakdown(runs: list[LoadResult]) -> dict[str, float]:
     return {key: median([r.cpu_ms[key] for r in runs]) for key in keys}
 
 
+CHECKIN_RATIO_FLOOR = 0.95  # head's checkin() calls/s within 5% of the baseline's
+
+
+def before_after(baseline: list[LoadResult], head: list[LoadResult]) -> dict[str, Any]:
+    """Medians of each side and head / baseline; per round too, to show how much one pair may differ.
+    CPU per call beside calls/s: it moves much less than throughput when something else shares the machine."""
+    summary = {
+        side: summarize(runs, set()) | {"cpu_ms": cpu_breakdown(runs)}
+        for side, runs in (("baseline", baseline), ("head", head))
+    }
+    ratio = summary["head"]["rps"] / summary["baseline"]["rps"]
+    return summary | {
+        "ratio": round(ratio, 3),
+        "postgres_cpu_ratio": round(
+            summary["head"]["cpu_ms"]["postgres"] / summary["baseline"]["cpu_ms"]["postgres"], 3
+        ),
+        "round_ratios": [round(h.rps / b.rps, 3) for b, h in zip(baseline, head, strict=True)],
+        "passed": ratio >= CHECKIN_RATIO_FLOOR,
+    }
+
+
+def before_after_target(c: dict[str, Any]) -> dict[str, Any]:
+    ratio = c["ratio"]
+    return target(
+        "checkin() calls/s, head vs baseline (pgbench, same run)",
+        f"within 5% (ratio ≥ {CHECKIN_RATIO_FLOOR})",
+        f"{ratio:.3f} ({c['head']['rps']:.0f} / {c['baseline']['rps']:.0f})",
+        c["passed"],
+        f"{(ratio - CHECKIN_RATIO_FLOOR) * 100:+.1f} points",
+    )
+
+
+def before_after_table(c: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    def row(label: str, p: dict[str, Any]) -> list[str]:
+        low, high = p["rps_range"]
+        cpu = p["cpu_ms"]
+        return [
+            label,
+            f"{p['rps']:.0f}",
+            f"{low:.0f}–{high:.0f}",
+            f"{p['p50']:.1f}",
+            f"{p['p99']:.1f}",
+            f"{cpu['postgres']:.2f}",
+            f"{cpu['other']:.2f}",
+            str(p["errors"]),
+        ]
+
+    ratios = c["round_ratios"]
+    head = f"head: alembic revision {c['head_revision']}" + (" (the same function text)" if c["unchanged"] else "")
+    if c["head_drift"]:
+        head += " (the sources in migrations/sql/functions differ from it)"
+    return (
+        f"checkin() before/after (pgbench, {c['clients']} clients, {c['rounds']} alternating rounds of "
+        f"{c['duration_s']} s)",
+        [
+            "checkin()",
+            "calls/s",
+            "calls/s by round",
+            "p50 ms",
+            "p99 ms",
+            "PostgreSQL CPU ms/call",
+            "other processes' CPU ms/call",
+            "errors",
+        ],
+        [
+            row(f"baseline: {', '.join(c['baseline_sources'])}", c["baseline"]),
+            row(head, c["head"]),
+            [
+                f"head / baseline (pass mark ≥ {CHECKIN_RATIO_FLOOR})",
+                f"{c['ratio']:.3f}",
+                f"{min(ratios):.3f}–{max(ratios):.3f}",
+                "",
+                "",
+                f"{c['postgres_cpu_ratio']:.3f}",
+                "",
+                "",
+            ],
+        ],
+    )
+
+
 def outcome_mix(runs: list[LoadResult]) -> dict[str, float]:
     """Share of check-ins by outcome (accepted, rejected:<reason>), and unlocked codes per check-in."""
     labels: dict[str, int] = {}
@@ -101,6 +182,7 @@ def targets(s: dict[str, Any]) -> list[dict[str, Any]]:
             match_ratio <= 2,
             f"{2 - match_ratio:+.2f}× to spare" if match_ratio <= 2 else f"{match_ratio - 2:.2f}× over",
         ),
+        before_after_target(s["checkin_before_after"]),
         target(
             "stats of a 10M-event campaign",
             "< 200 ms (median)",
@@ -165,6 +247,9 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
             [[t["target"], t["goal"], t["measured"], t["result"], t["margin"]] for t in results["targets"]],
         )
     ]
+    machine_table = ("Machine", ["fact", "value"], [[k, str(v)] for k, v in machine.items()])
+    if results.get("only") == "checkin-db":
+        return [*out, before_after_table(s["checkin_before_after"]), machine_table]
     checkin_points = [("saturation", s["checkin_saturation"])] + [
         (f"{int(share * 100)}% of saturation", point) for share, point in s["checkin_fixed"]
     ]
@@ -200,6 +285,7 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
             ),
         )
     )
+    out.append(before_after_table(s["checkin_before_after"]))
     hot = s["hot_code"]
     out.append(
         (
@@ -309,7 +395,7 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
                 [[p["frame"], f"{p['share']:.1%}"] for p in profile["inclusive"]],
             )
         )
-    out.append(("Machine", ["fact", "value"], [[k, str(v)] for k, v in machine.items()]))
+    out.append(machine_table)
     return out
 
 
@@ -430,7 +516,7 @@ def markdown(results: dict[str, Any], notes: list[str]) -> str:
     lines = [
         "# checkin-offers bench",
         "",
-        f"`make bench` on {results['machine']['date']} at commit `{results['machine']['commit']}`, "
+        f"`{results['command']}` on {results['machine']['date']} at commit `{results['machine']['commit']}`, "
         f"{results['machine']['nproc']} cores, {results['machine']['memory']}. "
         "Medians over the runs of each point; latencies as wrk (or pgbench) measured them.",
         "",
@@ -439,7 +525,8 @@ def markdown(results: dict[str, Any], notes: list[str]) -> str:
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
         lines.append("")
-    lines += ["## Where the time goes", ""] + [f"- {line}" for line in where_time_goes(results)] + [""]
+    if not results.get("only"):
+        lines += ["## Where the time goes", ""] + [f"- {line}" for line in where_time_goes(results)] + [""]
     lines += ["## How it was measured", ""] + [f"- {note}" for note in notes] + [""]
     return "\n".join(lines)
 

@@ -214,11 +214,13 @@ class Service:
                 cwd=ROOT,
             )
         deadline = time.monotonic() + 60
+        answer = "no answer"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the service exited at start:\n{self.log_tail()}")
             try:
                 ready = httpx.get(f"{self.base_url}/readyz", timeout=2)
+                answer = ready.text
                 if (
                     ready.status_code == 200
                     and ready.json()["status"] == "ready"
@@ -229,7 +231,8 @@ class Service:
                 pass
             time.sleep(0.3)
         self.__exit__()
-        raise RuntimeError(f"the service was not ready within 60 s:\n{self.log_tail()}")
+        # /readyz says why (a drifted function, Redis down...); the log rarely does
+        raise RuntimeError(f"the service was not ready within 60 s; /readyz: {answer}\n{self.log_tail()}")
 
     def __exit__(self, *_: object) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -415,8 +418,10 @@ def run_pgbench(
     variables: dict[str, object],
     progress: Progress,
     connect_each: bool = False,
+    search_path: str | None = None,
 ) -> LoadResult:
-    """pgbench with prepared statements; connect_each: a new connection for every call (-C)."""
+    """pgbench with prepared statements; connect_each: a new connection for every call (-C);
+    search_path: the sessions' search_path, set as they connect (PGOPTIONS), so it costs no statement."""
     url = make_url(database_url)
     prefix = DATA_DIR / f"pgbench-{name}"
     for old in DATA_DIR.glob(f"{prefix.name}.*"):
@@ -449,6 +454,8 @@ def run_pgbench(
     env = {**os.environ}
     if url.password:
         env["PGPASSWORD"] = url.password
+    if search_path:
+        env["PGOPTIONS"] = f"-c search_path={search_path}"
     meter = CpuMeter(None, url.database)
     _, checkpointed = db_counters(database_url)
     out = _run_bounded([*cmd, url.database], duration_s=duration_s, progress=progress, label=name, meter=meter, env=env)

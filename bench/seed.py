@@ -120,8 +120,13 @@ def libpq_url(url: str) -> str:
 
 
 def fingerprint(kind: str, **params: Any) -> str:
-    """What a database was seeded with: generator version, parameters and the schema it was migrated to."""
-    schema = b"".join(p.read_bytes() for p in sorted((ROOT / "migrations" / "sql").glob("*.sql")))
+    """What a database was seeded with: generator version, parameters and the schema it was migrated to:
+    every revision and the SQL it installs, pinned function copies included (migrations/sql/<revision>/).
+    Not the sources in migrations/sql/functions/: no revision installs them as they are."""
+    migrations = ROOT / "migrations"
+    installed = [p for p in (migrations / "sql").rglob("*.sql") if p.parent != migrations / "sql" / "functions"]
+    files = sorted([*installed, *(migrations / "versions").glob("*.py")])
+    schema = b"".join(p.read_bytes() for p in files)
     payload = json.dumps({"version": SEED_VERSION, "kind": kind, **params}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode() + schema).hexdigest()[:16]
 
@@ -815,17 +820,20 @@ def seed_main(conn: psycopg.Connection, plan: Plan, progress: Progress) -> dict:
     }
 
 
+def seed_main_database(plan: Plan, progress: Progress) -> dict:
+    """Seed (or reuse) the database the service and pgbench run against; returns its facts."""
+    return ensure_seeded(
+        database_url(plan.database),
+        fingerprint("main", **asdict(plan)),
+        lambda conn: seed_main(conn, plan, progress),
+        progress,
+        plan.database,
+    )
+
+
 def seed_all(plan: Plan, progress: Progress) -> dict:
     """Seed (or reuse) the main database and the scale databases; returns their facts."""
-    facts = {
-        "main": ensure_seeded(
-            database_url(plan.database),
-            fingerprint("main", **asdict(plan)),
-            lambda conn: seed_main(conn, plan, progress),
-            progress,
-            plan.database,
-        )
-    }
+    facts = {"main": seed_main_database(plan, progress)}
     for venues_n in plan.scales:
         name = plan.scale_db(venues_n)
         fp = fingerprint("scale", venues=venues_n, merchants=plan.merchants, seed=plan.seed)

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from rich.progress import Progress
 
 from bench.runners import BENCH_DIR, DATA_DIR
+from bench.seed import Plan
 from core.settings import Settings
 from offers.checkin import CHECKIN_SQL
 
@@ -196,21 +197,41 @@ PGBENCH_VALUES = {
     "'max_accuracy_m', :max_accuracy_m::float8)::text END",
     "max_speed_kmh": ":max_speed_kmh::float8",
     "cooldown_s": ":cooldown_s::float8",
+    "match_accuracy_cap_m": ":match_accuracy_cap_m::float8",
+    "nearest_venue_radius_m": ":nearest_venue_radius_m::float8",
 }
 
 
-def pgbench_script() -> Path:
-    """bench/checkin.sql with the API's check-in statement filled in (see the comment there)."""
-    sql = CHECKIN_SQL.text
-    unknown = sorted(set(re.findall(r"(?<![:\w]):(\w+)", sql)) - PGBENCH_VALUES.keys())
-    if unknown or sql.count("FROM checkin(") != 1:
+def pgbench_variables(plan: Plan) -> dict[str, object]:
+    """What bench/checkin.sql takes with -D: the seeded points and users, the limits the service runs with."""
+    return {
+        "points": plan.points,
+        "users": plan.users,
+        "max_accuracy_m": setting_default("max_accuracy_m"),
+        "max_speed_kmh": setting_default("max_speed_kmh"),
+        "cooldown_s": setting_default("checkin_cooldown_s"),
+        "match_accuracy_cap_m": setting_default("match_accuracy_cap_m"),
+        "nearest_venue_radius_m": setting_default("nearest_venue_radius_m"),
+    }
+
+
+def pgbench_script(
+    call: str = CHECKIN_SQL.text, *, origin: str = "offers/checkin.py: CHECKIN_SQL", schema: str = ""
+) -> Path:
+    """bench/checkin.sql with a check-in statement filled in (see the comment there): the API's own
+    CHECKIN_SQL unless told otherwise; with a schema, the checkin() of that schema, called by name."""
+    if call.count("FROM checkin(") != 1:
+        raise RuntimeError(f"{origin}: no single FROM checkin(...) any more; update bench/workload.py: pgbench_script")
+    unknown = sorted(set(re.findall(r"(?<![:\w]):(\w+)", call)) - PGBENCH_VALUES.keys())
+    if unknown:
         raise RuntimeError(
-            f"offers/checkin.py: CHECKIN_SQL changed (new parameters: {unknown or 'none'}); "
+            f"{origin} has parameters pgbench has no value for: {', '.join(unknown)}; "
             "give them values in bench/workload.py: PGBENCH_VALUES"
         )
-    statement = re.sub(r"(?<![:\w]):(\w+)", lambda m: f"({PGBENCH_VALUES[m.group(1)]})", sql)
-    statement = statement.replace("FROM checkin(", "FROM bench_points b, checkin(").rstrip() + "\nWHERE b.id = :p;"
-    script = DATA_DIR / "checkin.pgbench.sql"
+    statement = re.sub(r"(?<![:\w]):(\w+)", lambda m: f"({PGBENCH_VALUES[m.group(1)]})", call)
+    function = f"{schema}.checkin(" if schema else "checkin("
+    statement = statement.replace("FROM checkin(", f"FROM bench_points b, {function}").rstrip() + "\nWHERE b.id = :p;"
+    script = DATA_DIR / f"checkin{'-' + schema if schema else ''}.pgbench.sql"
     script.write_text((BENCH_DIR / "checkin.sql").read_text().replace("{checkin_sql}", statement.strip()) + "\n")
     return script
 

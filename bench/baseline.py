@@ -1,0 +1,164 @@
+"""checkin() before and after a change, in one bench run: the check-in functions of a reference version
+(the baseline) installed beside the current ones in the same database, and pgbench running each
+checkin() in turn on the same seeded data.
+
+The baseline lives in its own schema and uses the same public tables. PL/pgSQL and SQL functions
+resolve the names in their bodies (tables, and the helpers checkin() calls: rule_met, unlock_offer...)
+through the session's search_path when they run, not through the schema they were created in: so the
+baseline's pgbench sessions connect with search_path = bench_baseline, public, where its checkin()
+calls its own helpers and public's tables, while the current checkin() runs in ordinary sessions, as the
+API calls it. Setting search_path on the functions themselves would do the same at a cost on every call
+(and would keep SQL functions from being inlined), which the current functions do not pay.
+
+A new baseline, once a change to the hot path has landed: SOURCES as that version installs its functions,
+CALL as offers/checkin.py called checkin() then (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import psycopg
+from rich.progress import Progress
+
+from bench import report
+from bench.runners import LoadResult, run_pgbench
+from bench.seed import ROOT, libpq_url
+from bench.workload import pgbench_script
+from core.sql_functions import function_drift
+
+SCHEMA = "bench_baseline"
+SEARCH_PATH = f"{SCHEMA},public"
+
+# The reference version's functions, installed in this order: a file, or a directory standing for its
+# *.sql files in name order (files with CREATE OR REPLACE replace what earlier ones defined, so a revision
+# that pins only the functions it changes goes after the one it builds on).
+SOURCES: tuple[Path, ...] = (ROOT / "migrations" / "sql" / "0001_functions.sql",)
+
+# How the API called checkin() at that version (offers/checkin.py: CHECKIN_SQL then): 14 parameters.
+CALL = """
+    SELECT r ->> 'outcome' AS outcome, r #>> '{response,status}' AS status, (r -> 'response')::text AS body
+    FROM checkin(:user, :key, :fingerprint, :lon, :lat, :accuracy_m, :observed_at, :venue_id, :device_id, :mocked,
+                 :reason, CAST(:detail AS jsonb), :max_speed_kmh, make_interval(secs => :cooldown_s)) AS r
+"""
+
+# A trigger function comes with CREATE TRIGGER on a shared table: installed here it would take over
+# the table's trigger (and DROP SCHEMA ... CASCADE would then drop it). The triggers stay the current ones.
+DEFINES_TRIGGER = re.compile(r"RETURNS\s+trigger\b", re.I)
+
+# What installing the baseline must leave alone: every function outside its schema, every trigger.
+OUTSIDE_SQL = f"""
+    SELECT md5(concat(
+        (SELECT string_agg(oid || ':' || md5(prosrc), ',' ORDER BY oid) FROM pg_proc
+         WHERE pronamespace <> '{SCHEMA}'::regnamespace),
+        (SELECT string_agg(oid || ':' || tgfoid, ',' ORDER BY oid) FROM pg_trigger)))
+"""
+
+# Whether every baseline function has a current one of the same name, arguments and body: if so the
+# comparison is of one text against itself, and the ratio shows the noise.
+UNCHANGED_SQL = f"""
+    SELECT count(*), bool_and(h.prosrc IS NOT DISTINCT FROM b.prosrc)
+    FROM pg_proc b
+    LEFT JOIN pg_proc h ON h.pronamespace = 'public'::regnamespace AND h.proname = b.proname
+         AND pg_get_function_identity_arguments(h.oid) = pg_get_function_identity_arguments(b.oid)
+    WHERE b.pronamespace = '{SCHEMA}'::regnamespace
+"""
+
+
+def source_files() -> list[Path]:
+    files: list[Path] = []
+    for source in SOURCES:
+        if source.is_dir():
+            files += [p for p in sorted(source.glob("*.sql")) if not DEFINES_TRIGGER.search(p.read_text())]
+        else:
+            files.append(source)
+    return files
+
+
+def install(database_url: str) -> dict:
+    """(Re)install the baseline in its schema, all or nothing; what was installed, for the report."""
+    files = source_files()
+    sources = [str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in SOURCES]
+    with psycopg.connect(libpq_url(database_url)) as conn:  # one transaction, committed on leaving
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+        conn.execute(f"SET LOCAL search_path = {SEARCH_PATH}")  # unqualified CREATEs land in the schema
+        conn.execute("SET LOCAL check_function_bodies = off")  # as migrations do: files in any order
+        outside = conn.execute(OUTSIDE_SQL).fetchone()[0]
+        for path in files:
+            conn.execute(path.read_text())
+        if conn.execute(OUTSIDE_SQL).fetchone()[0] != outside:
+            raise RuntimeError(
+                f"installing the baseline ({', '.join(sources)}) changed "
+                f"functions or triggers outside the {SCHEMA} schema; nothing was installed. Baseline files must "
+                "create their functions unqualified and define no triggers (bench/baseline.py: SOURCES)"
+            )
+        functions, unchanged = conn.execute(UNCHANGED_SQL).fetchone()
+        revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+    return {
+        "baseline_schema": SCHEMA,
+        "baseline_sources": sources,
+        "baseline_functions": functions,
+        "head_revision": revision,
+        "unchanged": bool(unchanged),
+    }
+
+
+def compare(
+    pgbench: str,
+    database_url: str,
+    *,
+    clients: int,
+    rounds: int,
+    duration_s: int,
+    variables: dict[str, object],
+    progress: Progress,
+) -> tuple[dict, dict[str, list[LoadResult]]]:
+    """Install the baseline, then pgbench the baseline's checkin() and the current one (head), `rounds`
+    runs of each, back to back; the summary for the report and the runs."""
+    started = time.monotonic()
+    facts = install(database_url)
+    # Head is what the revisions install (pinned copies), not the sources being edited: say when they differ.
+    facts["head_drift"] = str(function_drift(database_url) or "")
+    if facts["head_drift"]:
+        progress.console.print(
+            f"[yellow]head is alembic revision {facts['head_revision']} as pinned; migrations/sql/functions differs "
+            f"from it[/] ({facts['head_drift']}): pin the sources in a revision to measure them"
+        )
+    sides = {
+        "baseline": (pgbench_script(CALL, origin="bench/baseline.py: CALL", schema=SCHEMA), SEARCH_PATH),
+        "head": (pgbench_script(), None),
+    }
+    task = progress.add_task("checkin() before/after", total=2 * (rounds + 1))
+
+    def run(side: str, name: str, seconds: int) -> LoadResult:
+        script, search_path = sides[side]
+        result = run_pgbench(
+            pgbench,
+            database_url,
+            script,
+            name=name,
+            clients=clients,
+            duration_s=seconds,
+            variables=variables,
+            progress=progress,
+            search_path=search_path,
+        )
+        progress.advance(task)
+        return result
+
+    # Not counted: a call that fails shows here, and caches warm for the first counted round.
+    for side in sides:
+        run(side, f"checkin() {side}: warm-up", max(2, duration_s // 2))
+    runs: dict[str, list[LoadResult]] = {side: [] for side in sides}
+    # Alternating, and each pair in the other order than the one before (B A, A B, B A...): the tables
+    # grow and the machine's speed drifts during the run, and this way neither side is always the later.
+    for i in range(rounds):
+        for side in ("baseline", "head") if i % 2 == 0 else ("head", "baseline"):
+            runs[side].append(run(side, f"checkin() {side}, round {i + 1} of {rounds}", duration_s))
+    summary = facts | report.before_after(runs["baseline"], runs["head"])
+    summary |= {"rounds": rounds, "duration_s": duration_s, "clients": clients}
+    summary["wall_s"] = round(time.monotonic() - started, 1)
+    return summary, runs
