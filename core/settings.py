@@ -55,17 +55,19 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
-        if self.jwt_secret is None and self.env != "production" and not self.verification_key_set:
+        if self.jwt_secret is None and self.env == "development" and not self.verification_key_set:
             self.jwt_secret = DEV_JWT_SECRET
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:
             raise ValueError("CHECKIN_JWT_SECRET must be at least 32 bytes")
         if self.jwt_secret and self.verification_key_set:
             raise ValueError("set either CHECKIN_JWT_SECRET (HS256) or a public key / JWKS, not both")
-        if self.env == "production":
+        if self.env != "development":
             if self.jwt_secret == DEV_JWT_SECRET:
-                raise ValueError("the development JWT secret is refused in production")
+                raise ValueError(f"the development JWT secret is refused outside development (CHECKIN_ENV={self.env})")
             if not (self.jwt_secret or self.verification_key_set):
-                raise ValueError("production needs CHECKIN_JWT_PUBLIC_KEY or CHECKIN_JWKS_URL")
+                raise ValueError(
+                    f"CHECKIN_ENV={self.env} needs CHECKIN_JWT_SECRET, CHECKIN_JWT_PUBLIC_KEY or CHECKIN_JWKS_URL"
+                )
         algorithm = self.algorithm
         if self.jwt_secret and algorithm != "HS256":
             raise ValueError("an HS256 secret is configured: CHECKIN_JWT_ALGORITHM must be HS256")

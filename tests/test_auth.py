@@ -356,18 +356,22 @@ def test_short_hs256_secrets_are_refused(no_key_env):
     assert Settings(jwt_secret="x" * 32).algorithm == "HS256"
 
 
-def test_production_refuses_the_dev_secret_and_a_missing_key(no_key_env):
+@pytest.mark.parametrize("env", ["test", "production"])
+def test_outside_development_the_dev_secret_and_a_missing_key_are_refused(no_key_env, env):
     with pytest.raises(ValidationError, match="development JWT secret"):
-        Settings(env="production", jwt_secret=DEV_JWT_SECRET)
-    with pytest.raises(ValidationError, match="production needs"):
-        Settings(env="production")
+        Settings(env=env, jwt_secret=DEV_JWT_SECRET)
+    with pytest.raises(ValidationError, match=f"CHECKIN_ENV={env} needs"):
+        Settings(env=env)
+
+
+def test_development_alone_falls_back_to_the_dev_secret(no_key_env):
     assert Settings(env="development").jwt_secret == DEV_JWT_SECRET
     assert Settings(env="production", jwt_secret="a-real-production-secret-of-32-bytes+").algorithm == "HS256"
 
 
 def test_production_reads_the_refusal_from_the_environment(no_key_env, monkeypatch):
     monkeypatch.setenv("CHECKIN_ENV", "production")
-    with pytest.raises(ValidationError, match="production needs"):
+    with pytest.raises(ValidationError, match="CHECKIN_ENV=production needs"):
         Settings()
     monkeypatch.setenv("CHECKIN_JWT_SECRET", DEV_JWT_SECRET)
     with pytest.raises(ValidationError, match="development JWT secret"):
