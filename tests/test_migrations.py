@@ -136,13 +136,17 @@ def _fill_as_at_0001(url: str) -> None:
                 " NULL, NULL, 250, interval '15 minutes')",
                 (user, f"key-{user}-{minutes_ago}", lon, lat, minutes_ago),
             )
-        code = conn.execute("SELECT code FROM unlocks WHERE user_id = 'ada'").fetchone()["code"]
-        outcome = conn.execute(
-            "SELECT redeem(m.id, %s, '00000000-0000-0000-0000-00000000000a', 'staff-1', NULL, NULL) AS r"
-            " FROM merchants m",
-            (code,),
-        ).fetchone()["r"]
-        assert outcome["outcome"] == "done", outcome
+        _redeem_code_of(conn, "ada")
+
+
+def _redeem_code_of(conn: psycopg.Connection, user: str) -> None:
+    """Redeem the user's unlocked code at the till (redeem() keeps its signature in every revision)."""
+    code = conn.execute("SELECT code FROM unlocks WHERE user_id = %s", (user,)).fetchone()["code"]
+    outcome = conn.execute(
+        "SELECT redeem(m.id, %s, '00000000-0000-0000-0000-00000000000a', 'staff-1', NULL, NULL) AS r FROM merchants m",
+        (code,),
+    ).fetchone()["r"]
+    assert outcome["outcome"] == "done", outcome
 
 
 def test_a_database_migrated_to_head_has_exactly_the_source_definitions(db):
@@ -180,14 +184,7 @@ def test_a_database_made_before_source_files_upgrades_to_the_fresh_schema_and_ke
     assert _schema(old) == _schema(fresh)
     with _connect(old) as conn:
         assert not drift(conn)
-        # Codes unlocked before the upgrade still redeem after it.
-        code = conn.execute("SELECT code FROM unlocks WHERE user_id = 'bo'").fetchone()["code"]
-        outcome = conn.execute(
-            "SELECT redeem(m.id, %s, '00000000-0000-0000-0000-00000000000a', 'staff-1', NULL, NULL) AS r"
-            " FROM merchants m",
-            (code,),
-        ).fetchone()["r"]
-        assert outcome["outcome"] == "done", outcome
+        _redeem_code_of(conn, "bo")  # codes unlocked before the upgrade still redeem after it
 
 
 def test_the_newest_revision_downgrades_to_the_schema_before_it_and_back(scratch):
