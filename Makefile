@@ -23,9 +23,11 @@ run: setup ## migrate, seed demo data with a few days of activity, serve on HOST
 	$(APP) migrate
 	$(APP) seed-demo --with-activity
 	@echo "API docs: http://$(HOST):$(PORT)/docs"
+	@echo "Console:  http://$(HOST):$(PORT)/dashboard/ (sign in with a token, or one click as a demo persona)"
 	$(APP) serve --host $(HOST) --port $(PORT)
 
-test: setup ## run the test suite (extra pytest args: make test PYTEST_ARGS='-k geo -x')
+test: ## set up (Chromium included) and run the test suite (extra pytest args: make test PYTEST_ARGS='-k geo -x')
+	@scripts/setup.sh --tests
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup ## run the benchmark

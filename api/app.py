@@ -1,4 +1,5 @@
-"""The FastAPI application: routers, problem+json errors, body size limit."""
+"""The FastAPI application: routers, problem+json errors, body size limit, the console and the
+API docs, all served from this process with no asset from the internet."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 
 from api import problems
+from api.console import pages as console
 from api.limits import BodySizeLimit
-from api.routes import campaigns, checkins, health, redemptions, stats, venues
+from api.routes import campaigns, checkins, codes, health, merchants, offers, redemptions, stats, venues
 from core.db import get_engine
 from core.idempotency import purge_forever
 from core.redis import get_redis
@@ -73,9 +77,37 @@ def create_app() -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        docs_url=None,  # served below from vendored assets: FastAPI's defaults load them from a CDN
+        redoc_url=None,
     )
     problems.install(app)
-    for module in (health, venues, campaigns, checkins, redemptions, stats):
+    for module in (health, venues, merchants, campaigns, offers, checkins, redemptions, codes, stats):
         app.include_router(module.router)
+    console.install(app)
+    _install_docs(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+def _install_docs(app: FastAPI) -> None:
+    vendor = "/static/vendor"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="checkin-offers API",
+            swagger_js_url=f"{vendor}/swagger-ui-5.18.2/swagger-ui-bundle.js",
+            swagger_css_url=f"{vendor}/swagger-ui-5.18.2/swagger-ui.css",
+            swagger_favicon_url="data:,",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title="checkin-offers API",
+            redoc_js_url=f"{vendor}/redoc-2.4.0/redoc.standalone.js",
+            redoc_favicon_url="data:,",
+            with_google_fonts=False,
+        )

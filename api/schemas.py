@@ -10,6 +10,7 @@ from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from offers.campaigns import OfferStatus
 from offers.rules import Rule, Schedule
 
 TIMEZONES = frozenset(available_timezones())
@@ -60,7 +61,15 @@ class MerchantOut(BaseModel):
 
 class VenueIn(StrictBody):
     name: PlainText = Text
-    timezone: str = Field(max_length=64, examples=["Europe/Oslo"])
+    timezone: str | None = Field(
+        default=None,
+        max_length=64,
+        examples=["Europe/Oslo"],
+        description=(
+            "IANA zone; omitted: the zone at the geofence's position. It must keep the same UTC offsets "
+            "(now and in six months) as the zone at that position, else 422 timezone_mismatch"
+        ),
+    )
     address: PlainText | None = Field(default=None, max_length=500)
     geofence: dict[str, Any] = Field(
         description=(
@@ -70,7 +79,10 @@ class VenueIn(StrictBody):
         examples=[{"type": "Circle", "center": [10.7522, 59.9139], "radius_m": 40}],
     )
 
-    _tz = field_validator("timezone")(_known_timezone)
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        return None if value is None else _known_timezone(value)
 
 
 class VenuePatch(StrictBody):
@@ -141,6 +153,26 @@ class OfferIn(StrictBody):
     redeem_within_minutes: int = Field(default=60, ge=1, le=60 * 24 * 90)
 
 
+class OfferPatch(StrictBody):
+    """Only the fields sent change; a value equal to the current one is no change. Once the
+    campaign has been active, rule, per_user_limit and redeem_within_minutes are frozen (409
+    measurement_frozen) and total_limit can only grow (409 budget_cannot_shrink). A retired offer
+    stays retired: only its texts can change (409 offer_retired). An ended campaign's offers do
+    not change (409 campaign_ended)."""
+
+    title: PlainText | None = Field(default=None, min_length=1, max_length=200)
+    description: PlainText | None = Field(default=None, min_length=1, max_length=2000)
+    terms: PlainText | None = Field(default=None, min_length=1, max_length=2000)
+    rule: Rule | None = None
+    schedule: Schedule | None = Field(default=None, description="null: any day, any time")
+    per_user_limit: int | None = Field(default=None, ge=1, le=1000)
+    total_limit: int | None = Field(default=None, ge=1, le=10_000_000)
+    redeem_within_minutes: int | None = Field(default=None, ge=1, le=60 * 24 * 90)
+    status: OfferStatus | None = Field(
+        default=None, description="active unlocks; paused does not until resumed; retired is for good"
+    )
+
+
 class OfferOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: uuid.UUID
@@ -153,6 +185,8 @@ class OfferOut(BaseModel):
     per_user_limit: int
     total_limit: int
     redeem_within_minutes: int
+    status: OfferStatus = Field(description="only an active offer unlocks")
+    budget: int = Field(description="unlocks the offer may make in all: total_limit, or a flash offer's first_n")
     remaining: int | None = Field(default=None, description="unlocks left in the budget")
 
 
@@ -240,7 +274,7 @@ class RedemptionIn(StrictBody):
     venue_id: uuid.UUID
 
 
-class RedemptionOut(BaseModel):
+class RedemptionRef(BaseModel):
     id: uuid.UUID
     unlock_id: uuid.UUID
     offer_id: uuid.UUID
@@ -248,10 +282,78 @@ class RedemptionOut(BaseModel):
     redeemed_at: datetime
 
 
+class RedemptionOut(RedemptionRef):
+    title: str = Field(description="the offer's title: what the till gives")
+    terms: str = Field(description="the offer's terms")
+
+
 class VoidIn(StrictBody):
     reason: PlainText = Field(min_length=1, max_length=500)
 
 
-class VoidOut(RedemptionOut):
+class VoidOut(RedemptionRef):
     voided_at: datetime
     void_reason: str
+
+
+class CodeOut(BaseModel):
+    code: str = Field(description="the code as stored, XXXX-XXXX-XXXX, however it was typed")
+    offer_id: uuid.UUID
+    title: str
+    description: str
+    terms: str
+    state: Literal["active", "redeemed", "expired"] = Field(description="redeemed wins over expired")
+    expires_at: datetime
+    redeemed_at: datetime | None
+
+
+class RedemptionItem(BaseModel):
+    id: uuid.UUID
+    code_masked: str = Field(
+        description="****-****- and the code's last 4 characters: enough to match a customer's code, not to redeem it"
+    )
+    offer_id: uuid.UUID
+    title: str = Field(description="the offer's title")
+    venue_id: uuid.UUID
+    redeemed_at: datetime
+    staff: str = Field(description="the staff member (token subject) who redeemed it")
+    voided_at: datetime | None
+    void_reason: str | None
+    void_deadline: datetime = Field(description="until when it can be voided (the void window after redeemed_at)")
+    voidable: bool = Field(description="not voided and still inside the void window (POST /v1/redemptions/{id}/void)")
+
+
+class RedemptionPage(BaseModel):
+    items: list[RedemptionItem] = Field(description="newest first")
+    next_cursor: str | None = Field(description="opaque; pass as ?cursor= for the next page; null on the last page")
+
+
+# The caller's merchant
+
+
+class MerchantMe(BaseModel):
+    id: uuid.UUID
+    name: str | None = Field(description="null until the merchant's first write provisions it")
+    role: Literal["merchant_admin", "merchant_staff", "marketer"] = Field(description="the caller's role")
+
+
+# Check-ins under review
+
+
+class ReviewedCheckin(BaseModel):
+    id: uuid.UUID
+    venue_id: uuid.UUID
+    status: Literal["accepted", "rejected"]
+    reason: str | None = Field(description="why it was rejected (as in POST /v1/checkins); null when accepted")
+    detail: dict[str, Any] | None = Field(description="the figures behind a rejection, as its response gave them")
+    accuracy_m: float = Field(description="the GPS accuracy radius the phone reported")
+    distance_to_fence_m: float = Field(
+        description="metres from the reported position to the venue's current fence, 0 inside; never the position"
+    )
+    observed_at: datetime = Field(description="when the phone took the fix")
+    received_at: datetime = Field(description="when the server got it (later for a fix sent from an offline queue)")
+
+
+class CheckinReviewPage(BaseModel):
+    items: list[ReviewedCheckin] = Field(description="newest observed_at first")
+    next_cursor: str | None = Field(description="opaque; pass as ?cursor= for the next page; null on the last page")

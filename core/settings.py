@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     jwt_leeway_s: int = 30
 
     max_body_bytes: int = 64 * 1024
+    map_tile_url: str | None = None  # console maps: tiles drawn under fences when set, else a plain background
 
     # Check-in plausibility.
     max_accuracy_m: float = 100.0

@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
 from core.tenancy import ensure_merchant
 from geo.geofence import Geofence, wkt_for_storage
+from geo.timezones import venue_timezone
 
 
 class Venue(Base):
@@ -53,10 +54,12 @@ async def create_venue(
     merchant_id: uuid.UUID,
     *,
     name: str,
-    timezone: str,
+    timezone: str | None,
     address: str | None,
     geofence: Geofence,
 ) -> Venue:
+    """`timezone` None takes the zone of the fence's position; a declared one must keep its clock."""
+    timezone = venue_timezone(geofence.geojson, timezone)
     await ensure_merchant(session, merchant_id)
     venue = Venue(merchant_id=merchant_id, name=name, timezone=timezone, address=address)
     _apply_geofence(venue, geofence)
@@ -89,6 +92,9 @@ async def update_venue(
     session: AsyncSession, merchant_id: uuid.UUID, venue_id: uuid.UUID, changes: dict[str, Any]
 ) -> Venue:
     venue = await get_venue(session, merchant_id, venue_id)
+    if "geofence" in changes or "timezone" in changes:  # the zone must keep the clock at the (new) fence
+        fence = changes["geofence"].geojson if "geofence" in changes else venue.geofence
+        changes = changes | {"timezone": venue_timezone(fence, changes.get("timezone", venue.timezone))}
     for field in ("name", "timezone", "address"):
         if field in changes:
             setattr(venue, field, changes[field])
@@ -99,8 +105,27 @@ async def update_venue(
     return venue
 
 
+# Campaigns that still run (or may resume) at a venue: deleting it would silently take it out of them.
+RUNNING_CAMPAIGNS_SQL = text("""
+    SELECT c.id, c.name, c.status
+    FROM campaign_venues cv JOIN campaigns c ON c.id = cv.campaign_id
+    WHERE cv.venue_id = :venue_id AND c.merchant_id = :merchant_id AND c.status IN ('active', 'paused')
+    ORDER BY c.name, c.id
+""")
+
+
 async def delete_venue(session: AsyncSession, merchant_id: uuid.UUID, venue_id: uuid.UUID) -> None:
+    """Soft delete; refused with 409 `venue_in_campaign`, naming them, while an active or paused
+    campaign runs there (end the campaign or take the venue out of it first)."""
     venue = await get_venue(session, merchant_id, venue_id)
+    running = (await session.execute(RUNNING_CAMPAIGNS_SQL, {"venue_id": venue.id, "merchant_id": merchant_id})).all()
+    if running:
+        names = ", ".join(f"{c.name} ({c.status})" for c in running)
+        raise Conflict(
+            f"the venue is in campaigns that are active or paused: {names}; end them or take the venue out first",
+            code="venue_in_campaign",
+            campaigns=[{"id": str(c.id), "name": c.name, "status": c.status} for c in running],
+        )
     venue.deleted_at = func.now()
     await session.flush()
 
@@ -109,7 +134,7 @@ NEARBY_SQL = text("""
     SELECT v.id, v.name,
            round(venue_distance_m(v, p.pt)::numeric, 1)::float AS distance_m,
            EXISTS (SELECT 1 FROM campaign_venues cv JOIN campaigns c ON c.id = cv.campaign_id
-                   JOIN offers o ON o.campaign_id = c.id
+                   JOIN offers o ON o.campaign_id = c.id AND o.status = 'active'
                    WHERE cv.venue_id = v.id AND c.status = 'active'
                      AND now() >= c.starts_at AND now() < c.ends_at) AS has_checkin_offer
     FROM venues v, (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography AS pt) p

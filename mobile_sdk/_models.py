@@ -82,6 +82,8 @@ class Redemption:
     offer_id: str
     venue_id: str
     redeemed_at: datetime
+    title: str  # the offer's: what the till gives
+    terms: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +241,8 @@ def parse_redemption(data: dict[str, Any]) -> Redemption:
         offer_id=data["offer_id"],
         venue_id=data["venue_id"],
         redeemed_at=datetime.fromisoformat(data["redeemed_at"]),
+        title=data["title"],
+        terms=data["terms"],
     )
 
 

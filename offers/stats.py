@@ -16,18 +16,28 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from offers import stats_math
-from offers.campaigns import get_campaign
+from offers.campaigns import Campaign, get_campaign, offer_remaining
+from offers.rules import Rule, budget_for
+from offers.stats_schema import Effect
 
 MIN_USERS_PER_ARM = 50  # below this, intervals are too wide to act on
+# The time-to-redeem curve keeps a point once the share redeemed has risen by this much since
+# the last one kept: a 90-day redemption window can have 129,600 distinct minutes, and steps
+# of under 0.1 percentage point are invisible on a chart.
+CURVE_RESOLUTION = 0.001
 
 COUNTERS_SQL = text("""
     SELECT day, venue_id, metric, sum(n)::bigint AS n
@@ -170,6 +180,7 @@ async def campaign_stats(
         expired[window] = expired.get(window, 0) - n
     censored = still_open + [(float(w), 0, n) for w, n in expired.items() if n > 0]
     survival = stats_math.kaplan_meier_grouped(redeemed + censored)
+    curve = redeemed_share_curve(redeemed + censored)
     unlocks, net_redemptions = totals["unlock"], totals["redemption"] - totals["void"]
 
     names: dict[uuid.UUID, str] = (
@@ -193,6 +204,7 @@ async def campaign_stats(
                 "unlocks": survival.n,
                 "redeemed": survival.events,
                 "method": "kaplan_meier, unredeemed unlocks censored",
+                "curve": [{"minutes": minutes, "redeemed_share": share} for minutes, share in curve],
             },
         },
         "effect": effect,
@@ -202,6 +214,116 @@ async def campaign_stats(
             for v, m in sorted(by_venue.items(), key=lambda item: str(item[0]))
         ],
     }
+
+
+def redeemed_share_curve(groups: Sequence[tuple[float, int, int]]) -> list[tuple[float, float]]:
+    """The Kaplan-Meier curve of time to redeem as (minute, share of unlocks redeemed by then),
+    from the same (time, redeemed, censored) rows as stats_math.kaplan_meier_grouped.
+
+    A point is kept once the share has risen CURVE_RESOLUTION since the last one kept, and where
+    it first reaches 50% and 75%, so the curve crosses those at exactly the median and p75 that
+    kaplan_meier_grouped reports (tests prove it); the last rise is always kept."""
+    merged: dict[float, list[int]] = defaultdict(lambda: [0, 0])
+    for time, events, censored in groups:
+        merged[time][0] += events
+        merged[time][1] += censored
+    at_risk = sum(events + censored for events, censored in merged.values())
+    survival, kept_share = 1.0, 0.0
+    points: list[tuple[float, float]] = []
+    pending: tuple[float, float] | None = None
+    for time, (events, censored) in sorted(merged.items()):
+        if events:
+            survival *= 1.0 - events / at_risk
+            pending = (time, 1.0 - survival)
+            if pending[1] - kept_share >= CURVE_RESOLUTION or any(
+                _reached(q, pending[1]) and not _reached(q, kept_share) for q in (0.5, 0.75)
+            ):
+                points.append(pending)
+                kept_share, pending = pending[1], None
+        at_risk -= events + censored
+    if pending is not None:
+        points.append(pending)
+    return points
+
+
+def _reached(quantile: float, share: float) -> bool:
+    # The same tolerance as stats_math: S(t) is a product of factors, 0.5 can come out a hair above.
+    return share >= quantile - 1e-12
+
+
+@dataclass(frozen=True)
+class UsersNeeded:
+    """More analysed users (whose attribution window has closed) wanted in each arm."""
+
+    treatment: int
+    control: int
+
+
+def users_to_minimum(effect: Effect) -> UsersNeeded:
+    """How far each arm is from MIN_USERS_PER_ARM analysed users, below which the status
+    stays below_min_data."""
+    return UsersNeeded(
+        treatment=max(0, MIN_USERS_PER_ARM - effect.arms.treatment.users_window_closed),
+        control=max(0, MIN_USERS_PER_ARM - effect.arms.control.users_window_closed),
+    )
+
+
+def users_to_detect_observed_lift(effect: Effect) -> UsersNeeded | None:
+    """More users per arm before a lift as large as the one observed so far would be detected
+    with 80% power at the 5% level, or None when that cannot be said (no lift yet, a zero lift,
+    or one that the current sizes already detect).
+
+    The minimum detectable effect is proportional to sqrt(1/n_t + 1/n_c), so growing both arms by
+    a factor f (keeping the holdout's share) divides it by sqrt(f): f = (MDE / |lift|)^2.
+    """
+    mde, lift = effect.minimum_detectable_effect, effect.absolute_lift
+    if mde is None or lift is None or lift.estimate == 0 or mde <= abs(lift.estimate):
+        return None
+    factor = (mde / abs(lift.estimate)) ** 2
+    n_t, n_c = effect.arms.treatment.users_window_closed, effect.arms.control.users_window_closed
+    return UsersNeeded(treatment=math.ceil(n_t * factor) - n_t, control=math.ceil(n_c * factor) - n_c)
+
+
+OFFER_COUNTS_SQL = text("""
+    SELECT o.id,
+           (SELECT count(*) FROM unlocks u WHERE u.offer_id = o.id)::bigint AS unlocks,
+           (SELECT count(*) FROM redemptions r WHERE r.offer_id = o.id AND r.voided_at IS NULL)::bigint AS redemptions
+    FROM offers o WHERE o.campaign_id = :campaign
+""")
+
+
+RULES: TypeAdapter[Rule] = TypeAdapter(Rule)
+
+
+@dataclass(frozen=True)
+class OfferFigures:
+    offer_id: uuid.UUID
+    title: str
+    rule_type: str
+    unlocks: int
+    redemptions: int  # not voided
+    budget: int  # unlocks the offer may make (a flash offer's first N users, else its total limit)
+    remaining: int  # unlocks left in the budget
+
+
+async def offer_figures(session: AsyncSession, campaign: Campaign) -> list[OfferFigures]:
+    """Unlocks, redemptions and budget left of each of the campaign's offers, in the order they
+    were added. Counted from the rows (on the offer indexes): the stats aggregates are kept by
+    venue and day, not by offer."""
+    counts = {row.id: row for row in await session.execute(OFFER_COUNTS_SQL, {"campaign": campaign.id})}
+    remaining = await offer_remaining(session, [offer.id for offer in campaign.offers])
+    return [
+        OfferFigures(
+            offer_id=offer.id,
+            title=offer.title,
+            rule_type=str(offer.rule.get("type", "")),
+            unlocks=int(counts[offer.id].unlocks) if offer.id in counts else 0,
+            redemptions=int(counts[offer.id].redemptions) if offer.id in counts else 0,
+            budget=budget_for(RULES.validate_python(offer.rule), offer.total_limit),
+            remaining=remaining.get(offer.id, 0),
+        )
+        for offer in campaign.offers
+    ]
 
 
 def _funnel(metrics: dict[str, int]) -> dict[str, Any]:
@@ -218,6 +340,7 @@ def _funnel(metrics: dict[str, int]) -> dict[str, Any]:
     }
 
 
+CSV_SUMMARY_COLUMNS = ["measure", "group", "value", "ci_low", "ci_high", "unit", "p_value", "users_analysed", "note"]
 CSV_COLUMNS = [
     "breakdown",
     "key",
@@ -230,6 +353,8 @@ CSV_COLUMNS = [
     "redemptions",
     "voids",
 ]
+# Spreadsheets read a UTF-8 file without this mark in the machine's legacy code page (é, ø, å break).
+CSV_BOM = "\ufeff"
 
 
 # A spreadsheet runs a cell that starts with one of these as a formula.
@@ -241,9 +366,80 @@ def _spreadsheet_text(value: str | None) -> str | None:
     return "'" + value if value and value.startswith(FORMULA_STARTS) else value
 
 
+def _in_unit(fraction: float | None) -> float | None:
+    """A rate or a lift (a fraction) in percent or percentage points, as people read them."""
+    return None if fraction is None else round(fraction * 100, 4)
+
+
+def _p_value(p: float | None) -> str | None:
+    return None if p is None else f"{p:.4g}"
+
+
+STATUS_NOTES = {
+    "collecting": "no attribution window has closed yet",
+    "below_min_data": f"fewer than {MIN_USERS_PER_ARM} analysed users in an arm: intervals too wide to act on",
+    "srm_alert": "the split between treatment and control is broken: do not trust the effect",
+    "ready": "enough analysed users in both arms",
+}
+LIFT_MISSING = {
+    "absolute_lift": "not yet, an arm has no analysed users",
+    "relative_lift": "not shown, the control rate is too small to divide by (or nobody analysed yet)",
+}
+
+
+def csv_summary_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """The effect in the units people read: each arm's return-visit rate in percent, the absolute
+    lift in percentage points and the relative lift in percent, with 95% intervals and the p-value.
+    Every cell is a fixed label or a number, so nothing here can run as a formula."""
+    effect = stats["effect"]
+    window = f"return visit within {effect['attribution_days']} days"
+    status = stats["status"]
+    rows: list[dict[str, Any]] = [{"measure": "status", "value": status, "note": STATUS_NOTES[status]}]
+    for arm_name, arm in effect["arms"].items():
+        ci = arm["return_visit_rate_ci"] or {}
+        rows.append(
+            {
+                "measure": "return_visit_rate",
+                "group": arm_name,
+                "value": _in_unit(arm["return_visit_rate"]),
+                "ci_low": _in_unit(ci.get("ci_low")),
+                "ci_high": _in_unit(ci.get("ci_high")),
+                "unit": "percent",
+                "users_analysed": arm["users_window_closed"],
+                "note": window,
+            }
+        )
+    lifts = (
+        ("absolute_lift", "percentage points", "treatment rate minus control rate"),
+        ("relative_lift", "percent", "treatment rate / control rate - 1"),
+    )
+    for measure, unit, meaning in lifts:
+        lift = effect[measure] or {}
+        shown = bool(lift)
+        rows.append(
+            {
+                "measure": measure,
+                "group": "treatment vs control",
+                "value": _in_unit(lift.get("estimate")),
+                "ci_low": _in_unit(lift.get("ci_low")),
+                "ci_high": _in_unit(lift.get("ci_high")),
+                "unit": unit,
+                "p_value": _p_value(effect["p_value"]) if shown else None,
+                "note": meaning if shown else f"{meaning}: {LIFT_MISSING[measure]}",
+            }
+        )
+    return rows
+
+
 def stats_csv(stats: dict[str, Any]) -> str:
-    """The by-day and by-venue breakdowns as one CSV table, for spreadsheets."""
+    """For spreadsheets: the effect summary, a blank line, then the by-day and by-venue
+    breakdowns as one table. Starts with a byte-order mark, so spreadsheets read it as UTF-8."""
     out = io.StringIO()
+    out.write(CSV_BOM)
+    summary = csv.DictWriter(out, fieldnames=CSV_SUMMARY_COLUMNS)
+    summary.writeheader()
+    summary.writerows(csv_summary_rows(stats))
+    out.write("\r\n")  # csv's own line ending: the blank line between the two tables
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for row in stats["by_day"]:

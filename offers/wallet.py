@@ -3,22 +3,18 @@
 Pages are keyset pages, newest first, on (unlocked_at, id): the offers of one check-in share
 their unlocked_at (the transaction's now()), so the id breaks the tie. Paging after a
 position rather than skipping an offset means offers unlocked meanwhile never repeat or
-shift an offer the app has already seen. The cursor is that position, base64url-encoded so
-clients treat it as opaque and the encoding can change.
+shift an offer the app has already seen. The cursor is that position (core/keyset.py).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import ValidationFailed
+# The cursor helpers are shared (core/keyset.py); imported here under the names the wallet always had.
+from core.keyset import decode_cursor, encode_cursor
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
@@ -42,27 +38,6 @@ FIRST_PAGE_SQL = text(_SELECT.format(after=""))
 NEXT_PAGE_SQL = text(
     _SELECT.format(after="AND u.unlocked_at <= :after_at AND (u.unlocked_at, u.id) < (:after_at, :after_id)")
 )
-
-
-def encode_cursor(unlocked_at: datetime, unlock_id: uuid.UUID) -> str:
-    raw = f"{unlocked_at.isoformat()}|{unlock_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """The position a cursor stands for; anything this module did not make is 422 `invalid_cursor`."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _, unlock_id = raw.partition("|")
-        unlocked_at = datetime.fromisoformat(at)
-        if unlocked_at.tzinfo is None:
-            raise ValueError("a naive time")
-        # In UTC here: an offset that moves year 1 or 9999 out of range fails now, not in the driver.
-        return unlocked_at.astimezone(UTC), uuid.UUID(unlock_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
-        raise ValidationFailed.for_field(
-            "cursor", "invalid_cursor", "pass the next_cursor of the previous page"
-        ) from None
 
 
 async def wallet_page(session: AsyncSession, user: str, *, cursor: str | None, limit: int) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Make this machine ready to run, test and bench checkin-offers: a Python venv with the
-# project installed, a PostgreSQL server with PostGIS available, and a Redis server.
+# project installed, a PostgreSQL server with PostGIS available, a Redis server, and Debian's
+# chromium for the console's browser tests.
 # Idempotent, and quick when everything is already there.
 #
 #   scripts/setup.sh                 # everything
 #   scripts/setup.sh --python-only   # just the venv (enough for lint / openapi)
+#   scripts/setup.sh --tests         # everything, and stop when chromium cannot be had
 #
 # Where PostgreSQL and Redis come from, first match wins, per service:
 #   (a) CHECKIN_DATABASE_URL / CHECKIN_REDIS_URL set: used as given, only checked.
@@ -221,12 +223,34 @@ setup_redis() {
   step redis "ok (127.0.0.1:6379)"
 }
 
+# --------------------------------------------------------------------------- Chromium
+# The console's browser tests drive Debian's chromium through Playwright: a browser from the
+# distribution, patched by its security updates, never one `playwright install` downloads.
+# Only the tests need it: where it cannot be installed, `make run` warns and `make test` stops.
+CHROMIUM=/usr/bin/chromium
+
+setup_chromium() {
+  if [[ -x $CHROMIUM ]]; then
+    step chromium "ok ($CHROMIUM)"
+  elif can_apt; then
+    step chromium "installing from apt"
+    apt_install chromium
+    [[ -x $CHROMIUM ]] || die "installed Debian's chromium package but $CHROMIUM is still missing"
+    step chromium "ok ($CHROMIUM)"
+  elif [[ ${1:-} == --tests ]]; then
+    die "$CHROMIUM is missing and cannot be installed without root and apt: install Debian's package (apt-get install chromium), then run make test again"
+  else
+    echo "setup: WARNING: $CHROMIUM is missing, so the console's browser tests will fail. Install Debian's package: apt-get install chromium (or rerun this script as root on Debian)." >&2
+  fi
+}
+
 case ${1:-} in
-  "" | --python-only) ;;
-  *) die "usage: scripts/setup.sh [--python-only]" ;;
+  "" | --python-only | --tests) ;;
+  *) die "usage: scripts/setup.sh [--python-only | --tests]" ;;
 esac
 setup_python
 [[ ${1:-} == --python-only ]] && exit 0
 setup_postgres
 setup_redis
+setup_chromium "${1:-}"
 step all "ready"

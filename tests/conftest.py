@@ -43,7 +43,7 @@ os.environ.update(
 os.environ.pop("CHECKIN_JWT_PUBLIC_KEY", None)
 os.environ.pop("CHECKIN_JWKS_URL", None)
 
-pytest_plugins = ["tests.factories"]
+pytest_plugins = ["tests.factories", "tests.browser"]
 
 
 def _free_port() -> int:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from core.auth import mint_token
+from geo.timezones import offsets, zone_at
 
 
 @dataclass
@@ -51,6 +52,19 @@ class World:
         """A random place on land-sized latitudes, far from every other test's venues."""
         return round(self.rng.uniform(-150, 150), 6), round(self.rng.uniform(-55, 65), 6)
 
+    def spot_in(self, timezone: str) -> tuple[float, float]:
+        """A random spot whose clock is the zone's (the service refuses a venue whose position
+        keeps another time than its zone): land for a named zone, often sea for Etc/GMT±N."""
+        now = datetime.now(UTC)
+        wanted = offsets(timezone, now)
+        for _ in range(200_000):
+            # All longitudes: the sea zones of UTC+11/-11 and beyond lie outside spot()'s +-150.
+            lon, lat = round(self.rng.uniform(-179.9, 179.9), 6), round(self.rng.uniform(-55, 65), 6)
+            found = zone_at(lon, lat)
+            if found is not None and offsets(found, now) == wanted:
+                return lon, lat
+        raise AssertionError(f"no spot found in {timezone}")
+
     def venue(
         self,
         merchant: Merchant,
@@ -58,15 +72,20 @@ class World:
         center: tuple[float, float] | None = None,
         radius_m: float = 50,
         geofence: dict | None = None,
-        timezone: str = "Europe/Oslo",
+        timezone: str | None = None,
         name: str = "Cafe",
     ) -> dict:
-        lon, lat = center or self.spot()
+        """A venue at a random spot; without `timezone` the service takes the zone of the spot, with
+        one (and no place given) the spot is somewhere keeping that zone's clock."""
+        if center is None:
+            center = self.spot_in(timezone) if timezone is not None and geofence is None else self.spot()
+        lon, lat = center
         body = {
             "name": name,
-            "timezone": timezone,
             "geofence": geofence or {"type": "Circle", "center": [lon, lat], "radius_m": radius_m},
         }
+        if timezone is not None:
+            body["timezone"] = timezone
         r = self.http.post("/v1/venues", json=body, headers=merchant.admin)
         assert r.status_code == 201, r.text
         return r.json() | {"center": (lon, lat)}

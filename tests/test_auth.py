@@ -241,9 +241,17 @@ MERCHANT_ENDPOINTS = [
     ("POST", f"/v1/campaigns/{ANY_ID}/activate", None, ADMIN),
     ("POST", f"/v1/campaigns/{ANY_ID}/pause", None, ADMIN),
     ("POST", f"/v1/campaigns/{ANY_ID}/end", None, ADMIN),
+    ("DELETE", f"/v1/campaigns/{ANY_ID}", None, ADMIN),
+    ("GET", f"/v1/campaigns/{ANY_ID}/offers", None, READERS),
+    ("GET", f"/v1/offers/{ANY_ID}", None, READERS),
+    ("PATCH", f"/v1/offers/{ANY_ID}", {"status": "paused"}, ADMIN),
     ("POST", "/v1/redemptions", {"code": "ABCD-EFGH-JKMN", "venue_id": ANY_ID}, {"merchant_admin", "merchant_staff"}),
     ("POST", f"/v1/redemptions/{ANY_ID}/void", {"reason": "mistake"}, ADMIN),
     ("GET", f"/v1/campaigns/{ANY_ID}/stats", None, {"merchant_admin", "marketer"}),
+    ("GET", "/v1/merchants/me", None, READERS),
+    ("GET", f"/v1/codes/{ANY_ID}?venue_id={ANY_ID}", None, {"merchant_admin", "merchant_staff"}),
+    ("GET", "/v1/redemptions", None, {"merchant_admin", "merchant_staff"}),
+    ("GET", "/v1/checkins", None, ADMIN),
 ]
 APP_ENDPOINTS = [
     ("POST", "/v1/checkins", {"lat": 60, "lon": 10, "accuracy_m": 5, "observed_at": "2030-01-01T00:00:00Z"}),

@@ -370,3 +370,218 @@ def test_the_trigger_freezes_measurement_even_for_a_direct_update(world, db):
         with pytest.raises(psycopg.errors.CheckViolation, match="frozen"):
             db.execute(f"UPDATE campaigns SET {assignment} WHERE id = %s", (active["id"],))
     db.execute("UPDATE campaigns SET name = 'fine' WHERE id = %s", (active["id"],))
+
+
+# Offers: read, change, pause and retire
+
+
+def offer_of(world, m, campaign: dict, index: int = 0) -> dict:
+    return world.http.get(f"/v1/offers/{campaign['offers'][index]['id']}", headers=m.admin).json()
+
+
+def patch_offer(world, m, offer_id: str, change: dict):
+    return world.http.patch(f"/v1/offers/{offer_id}", json=change, headers=m.admin)
+
+
+def unlocked_titles(world, venue: dict) -> list[str]:
+    """What a new user's check-in at the venue unlocks (a new user: no cool-down, no history)."""
+    r = world.checkin(world.user(), *venue["center"])
+    assert r.status_code == 201 and r.json()["status"] == "accepted", r.text
+    return sorted(u["title"] for u in r.json()["unlocked"])
+
+
+def test_offers_are_listed_and_read_with_status_and_budget_by_the_merchant_only(world):
+    m, other = world.merchant(), world.merchant("Other")
+    bodies = [offer_body(title=f"Offer {i}", total_limit=10 + i) for i in range(3)]
+    bodies.append(offer_body(title="Flash", rule={"type": "flash", "first_n": 4}, total_limit=100))
+    campaign = world.campaign(m, [world.venue(m)["id"]], bodies, activate=False)
+    url = f"/v1/campaigns/{campaign['id']}/offers"
+
+    listed, cursor = [], None
+    while True:  # one per page: the cursor walks them in the order they were added
+        page = world.http.get(url, params={"limit": 1, **({"cursor": cursor} if cursor else {})}, headers=m.marketer)
+        assert page.status_code == 200, page.text
+        listed += page.json()["items"]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert [o["title"] for o in listed] == ["Offer 0", "Offer 1", "Offer 2", "Flash"]
+    assert [(o["status"], o["budget"], o["remaining"]) for o in listed] == [
+        ("active", 10, 10),
+        ("active", 11, 11),
+        ("active", 12, 12),
+        ("active", 4, 4),  # a flash offer's budget is its first N
+    ]
+    assert listed == [o | {"remaining": o["remaining"]} for o in campaign["offers"]]
+    for headers in (m.admin, m.staff, m.marketer):
+        assert world.http.get(f"/v1/offers/{listed[0]['id']}", headers=headers).json() == listed[0]
+
+    assert world.http.get(url, headers=other.admin).status_code == 404
+    assert world.http.get(f"/v1/campaigns/{uuid.uuid4()}/offers", headers=m.admin).status_code == 404
+    assert world.http.get(f"/v1/offers/{listed[0]['id']}", headers=other.marketer).status_code == 404
+    assert patch_offer(world, other, listed[0]["id"], {"title": "Mine now"}).status_code == 404
+    assert world.http.get(f"/v1/offers/{listed[0]['id']}", headers=world.user()).status_code == 403
+    for headers in (m.staff, m.marketer):
+        r = world.http.patch(f"/v1/offers/{listed[0]['id']}", json={"status": "paused"}, headers=headers)
+        assert (r.status_code, r.json()["code"]) == (403, "forbidden_role")
+    r = world.http.get(url, params={"cursor": "not-a-cursor"}, headers=m.admin)
+    assert (r.status_code, r.json()["errors"][0]["code"]) == (422, "invalid_cursor")
+
+
+def test_a_draft_offer_can_change_anything_and_its_budget_is_laid_out_again(world, db):
+    m = world.merchant()
+    campaign = world.campaign(m, [world.venue(m)["id"]], [offer_body(total_limit=100)], activate=False)
+    offer_id = campaign["offers"][0]["id"]
+    change = {
+        "title": "Two for one",
+        "description": "Any pastry",
+        "terms": "Weekdays only",
+        "rule": {"type": "flash", "first_n": 5},
+        "schedule": {"weekdays": [5, 1], "windows": [{"start": "15:00", "end": "17:00"}]},
+        "per_user_limit": 1,
+        "redeem_within_minutes": 15,
+    }
+    r = patch_offer(world, m, offer_id, change)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert {k: body[k] for k in change} == change | {
+        "schedule": {"weekdays": [1, 5], "windows": [{"start": "15:00", "end": "17:00"}]}
+    }
+    assert (body["budget"], body["remaining"]) == (5, 5)
+    r = patch_offer(world, m, offer_id, {"rule": {"type": "every_checkin"}, "total_limit": 3, "schedule": None})
+    assert (r.json()["budget"], r.json()["remaining"], r.json()["schedule"]) == (3, 3, None)
+    shards = db.execute("SELECT shard, remaining FROM offer_budget_shards WHERE offer_id = %s ORDER BY 1", (offer_id,))
+    assert [(s["shard"], s["remaining"]) for s in shards] == [(0, 1), (1, 1), (2, 1)]  # laid out afresh
+
+
+def test_once_active_what_is_measured_is_frozen_and_the_budget_only_grows(world, db):
+    m = world.merchant()
+    venue = world.venue(m)
+    offer = offer_body(rule={"type": "every_checkin"}, per_user_limit=2, total_limit=10, redeem_within_minutes=60)
+    campaign = world.campaign(m, [venue["id"]], [offer])
+    offer_id = campaign["offers"][0]["id"]
+    assert unlocked_titles(world, venue) == [offer["title"]]
+
+    for change, frozen in (
+        ({"rule": {"type": "nth_checkin", "n": 2}}, "rule"),
+        ({"per_user_limit": 3}, "per_user_limit"),
+        ({"redeem_within_minutes": 30}, "redeem_within_minutes"),
+        ({"per_user_limit": 1, "title": "x"}, "per_user_limit"),
+    ):
+        r = patch_offer(world, m, offer_id, change)
+        assert (r.status_code, r.json()["code"]) == (409, "measurement_frozen"), r.text
+        assert frozen in r.json()["detail"]
+    r = patch_offer(world, m, offer_id, {"total_limit": 9})
+    assert (r.status_code, r.json()["code"]) == (409, "budget_cannot_shrink")
+    assert offer_of(world, m, campaign)["title"] == offer["title"]  # a refused change changes nothing
+
+    # The same values again are no change, so a form may send them all; texts and schedule change.
+    same = {"rule": offer["rule"], "per_user_limit": 2, "redeem_within_minutes": 60, "total_limit": 10}
+    r = patch_offer(world, m, offer_id, same | {"title": "Renamed", "schedule": {"weekdays": [1, 2, 3, 4, 5, 6, 7]}})
+    assert r.status_code == 200, r.text
+    assert (r.json()["title"], r.json()["budget"], r.json()["remaining"]) == ("Renamed", 10, 9)
+
+    r = patch_offer(world, m, offer_id, {"total_limit": 25})  # one unlock spent: 15 more, 24 left
+    assert (r.status_code, r.json()["budget"], r.json()["remaining"]) == (200, 25, 24), r.text
+    shards = db.execute("SELECT count(*) AS n FROM offer_budget_shards WHERE offer_id = %s", (offer_id,)).fetchone()
+    assert shards["n"] == 8  # a grown budget is spread like a new one
+    assert world.http.post(f"/v1/campaigns/{campaign['id']}/pause", headers=m.admin).status_code == 200
+    r = patch_offer(world, m, offer_id, {"per_user_limit": 5})  # still frozen while the campaign is paused
+    assert (r.status_code, r.json()["code"]) == (409, "measurement_frozen")
+
+
+def test_a_paused_or_retired_offer_unlocks_nothing(world, db):
+    m = world.merchant()
+    venue = world.venue(m)
+    campaign = world.campaign(m, [venue["id"]], [offer_body(title="Bun"), offer_body(title="Coffee")])
+    bun = campaign["offers"][0]["id"]
+    assert unlocked_titles(world, venue) == ["Bun", "Coffee"]
+
+    r = patch_offer(world, m, bun, {"status": "paused"})
+    assert (r.status_code, r.json()["status"]) == (200, "paused")
+    assert unlocked_titles(world, venue) == ["Coffee"]
+    assert patch_offer(world, m, bun, {"status": "active"}).json()["status"] == "active"
+    assert unlocked_titles(world, venue) == ["Bun", "Coffee"]
+
+    assert patch_offer(world, m, bun, {"status": "retired"}).json()["status"] == "retired"
+    assert unlocked_titles(world, venue) == ["Coffee"]
+    for change in ({"status": "active"}, {"status": "paused"}, {"total_limit": 5000}, {"schedule": {"weekdays": [1]}}):
+        r = patch_offer(world, m, bun, change)
+        assert (r.status_code, r.json()["code"]) == (409, "offer_retired"), (change, r.text)
+    assert patch_offer(world, m, bun, {"status": "retired"}).status_code == 200  # no change
+    r = patch_offer(world, m, bun, {"terms": "Codes already given out are honoured"})  # wallets still show them
+    assert (r.status_code, r.json()["status"]) == (200, "retired")
+    status = db.execute("SELECT status FROM offers WHERE id = %s", (bun,)).fetchone()["status"]
+    assert status == "retired"
+
+
+def test_a_campaign_whose_offers_are_all_retired_cannot_be_activated(world):
+    m = world.merchant()
+    campaign = world.campaign(m, [world.venue(m)["id"]], activate=False)
+    patch_offer(world, m, campaign["offers"][0]["id"], {"status": "retired"})
+    r = world.http.post(f"/v1/campaigns/{campaign['id']}/activate", headers=m.admin)
+    assert (r.status_code, r.json()["code"]) == (409, "no_offers")
+
+
+def test_offer_patch_validation(world):
+    m = world.merchant()
+    campaign = world.campaign(m, [world.venue(m)["id"]], activate=False)
+    offer_id = campaign["offers"][0]["id"]
+    for change, field, code in (
+        ({"title": None}, "title", "null_not_allowed"),
+        ({"rule": None}, "rule", "null_not_allowed"),
+        ({"title": ""}, "title", "too_short"),
+        ({"status": "deleted"}, "status", "literal_error"),
+        ({"rule": {"type": "nth_checkin", "n": 1}}, "rule.nth_checkin.n", "greater_than_equal"),
+        ({"total_limit": 0}, "total_limit", "greater_than_equal"),
+        ({"schedule": {"weekdays": []}}, "schedule.weekdays", "too_short"),
+        ({"campaign_id": str(uuid.uuid4())}, "campaign_id", "extra_forbidden"),
+        ({"remaining": 1_000_000}, "remaining", "extra_forbidden"),
+    ):
+        r = patch_offer(world, m, offer_id, change)
+        assert r.status_code == 422, (change, r.text)
+        assert {"field": field, "code": code} in [{k: e[k] for k in ("field", "code")} for e in r.json()["errors"]]
+    assert offer_of(world, m, campaign) == campaign["offers"][0]
+    assert patch_offer(world, m, str(uuid.uuid4()), {"title": "x"}).status_code == 404
+
+
+def test_an_ended_campaigns_offers_do_not_change(world):
+    m = world.merchant()
+    campaign = world.campaign(m, [world.venue(m)["id"]])
+    assert world.http.post(f"/v1/campaigns/{campaign['id']}/end", headers=m.admin).status_code == 200
+    r = patch_offer(world, m, campaign["offers"][0]["id"], {"status": "paused"})
+    assert (r.status_code, r.json()["code"]) == (409, "campaign_ended")
+
+
+# Deleting a draft
+
+
+def test_only_a_draft_is_deleted_and_with_it_its_offers(world, db):
+    m, other = world.merchant(), world.merchant("Other")
+    venue = world.venue(m)["id"]
+    draft = world.campaign(m, [venue], [offer_body(), offer_body()], activate=False)
+    url = f"/v1/campaigns/{draft['id']}"
+    for headers in (m.marketer, m.staff):
+        assert world.http.delete(url, headers=headers).status_code == 403
+    assert world.http.delete(url, headers=other.admin).status_code == 404
+
+    r = world.http.delete(url, headers=m.admin)
+    assert r.status_code == 204 and r.content == b""
+    assert world.http.get(url, headers=m.admin).status_code == 404
+    assert world.http.get(f"/v1/offers/{draft['offers'][0]['id']}", headers=m.admin).status_code == 404
+    offers = [o["id"] for o in draft["offers"]]
+    left = db.execute(
+        "SELECT (SELECT count(*) FROM offers WHERE id = ANY(%(o)s)) + (SELECT count(*) FROM offer_budget_shards"
+        " WHERE offer_id = ANY(%(o)s)) + (SELECT count(*) FROM campaign_venues WHERE campaign_id = %(c)s) AS n",
+        {"o": offers, "c": draft["id"]},
+    ).fetchone()["n"]
+    assert left == 0
+    assert world.http.delete(url, headers=m.admin).status_code == 404
+
+    active = world.campaign(m, [venue])
+    ended = world.campaign(m, [venue])
+    world.http.post(f"/v1/campaigns/{ended['id']}/end", headers=m.admin)
+    for campaign, status in ((active, "active"), (ended, "ended")):
+        r = world.http.delete(f"/v1/campaigns/{campaign['id']}", headers=m.admin)
+        assert (r.status_code, r.json()["code"]) == (409, "campaign_not_draft")
+        assert world.http.get(f"/v1/campaigns/{campaign['id']}", headers=m.admin).json()["status"] == status

@@ -85,6 +85,10 @@ def test_a_fence_containing_the_point_wins_smallest_first_then_the_nearest(world
 def test_a_deleted_venue_is_never_matched(world, db):
     m = world.merchant()
     venue = open_venue(world, m)
+    (campaign,) = world.http.get("/v1/campaigns", headers=m.admin).json()["items"]
+    # A venue leaves its running campaigns first (deleting it is refused until then); ended, the
+    # campaign unlocks nothing, but a wrong match would still show as accepted.
+    assert world.http.post(f"/v1/campaigns/{campaign['id']}/end", headers=m.admin).status_code == 200
     assert world.http.delete(f"/v1/venues/{venue['id']}", headers=m.admin).status_code == 204
     sub, user = new_user(world)
     body = checkin(world, user, venue["center"])

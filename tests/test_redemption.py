@@ -55,7 +55,8 @@ def test_redeem_returns_the_redemption_and_marks_the_code(world, db, till):
 
     assert r.status_code == 201, r.text
     body = r.json()
-    assert set(body) == {"id", "unlock_id", "offer_id", "venue_id", "redeemed_at"}
+    assert set(body) == {"id", "unlock_id", "offer_id", "venue_id", "redeemed_at", "title", "terms"}
+    assert (body["title"], body["terms"]) == (unlock["title"], unlock["terms"])
     assert (body["unlock_id"], body["offer_id"], body["venue_id"]) == (unlock["unlock_id"], unlock["offer_id"], v["id"])
     row = db.execute("SELECT * FROM redemptions WHERE id = %s", [body["id"]]).fetchone()
     assert row["voided_at"] is None and str(row["unlock_id"]) == unlock["unlock_id"]

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from offers.stats_math import kaplan_meier_quantiles
+from offers.stats import CURVE_RESOLUTION, effect_summary, redeemed_share_curve, stats_csv, stats_status
+from offers.stats_math import kaplan_meier_grouped, kaplan_meier_quantiles
+from offers.stats_schema import CampaignStats
 from tests.factories import offer_body
 from tests.test_events import near, users_in_arm
 
@@ -23,6 +27,13 @@ def get_stats(world, merchant, campaign, **params):
 
 def stats(world, merchant, campaign) -> dict:
     return get_stats(world, merchant, campaign).json()
+
+
+def csv_tables(text: str) -> tuple[list[dict], list[dict]]:
+    """The CSV's two tables: the effect summary, then (after a blank line) the breakdowns."""
+    assert text.startswith("\ufeff"), "the CSV starts with a byte-order mark"
+    summary, breakdowns = text.removeprefix("\ufeff").split("\r\n\r\n")
+    return list(csv.DictReader(io.StringIO(summary))), list(csv.DictReader(io.StringIO(breakdowns)))
 
 
 def redeem(world, merchant, code, venue_id):
@@ -172,6 +183,8 @@ def test_time_to_redeem_censors_open_and_expired_unlocks(world, db):
     # Six at risk: S(5) = 5/6, S(10) = 4/6; the open one leaves at 15; S(20) = 4/6 * 2/3 = 0.44,
     # S(25) = 0.22; the expired one is censored at its 60-minute window.
     assert (ttr["median"], ttr["p75"], ttr["unlocks"], ttr["redeemed"]) == (20, 25, 6, 4)
+    assert [point["minutes"] for point in ttr["curve"]] == [5, 10, 20, 25]
+    assert [point["redeemed_share"] for point in ttr["curve"]] == pytest.approx([1 / 6, 2 / 6, 1 - 4 / 9, 1 - 2 / 9])
     expected = _raw_time_to_redeem(db, campaign["id"])
     assert (ttr["median"], ttr["p75"], ttr["unlocks"], ttr["redeemed"]) == (
         expected.median,
@@ -252,10 +265,18 @@ def test_csv_has_the_breakdowns_as_the_json(world, db):
 
     r = get_stats(world, m, campaign, format="csv")
 
-    assert r.headers["content-type"].startswith("text/csv")
+    assert r.headers["content-type"] == "text/csv; charset=utf-8"
     assert "attachment" in r.headers["content-disposition"]
-    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert r.content.startswith(b"\xef\xbb\xbfmeasure,group,value,")
+    summary, rows = csv_tables(r.content.decode("utf-8"))
     body = stats(world, m, campaign)
+    assert [row["measure"] for row in summary] == [
+        "status",
+        "return_visit_rate",
+        "return_visit_rate",
+        "absolute_lift",
+        "relative_lift",
+    ]
     assert len(rows) == len(body["by_day"]) + len(body["by_venue"]) == 3
     by_key = {(row["breakdown"], row["key"]): row for row in rows}
     for day in body["by_day"]:
@@ -270,6 +291,144 @@ def test_csv_has_the_breakdowns_as_the_json(world, db):
     # A spreadsheet must show a merchant-chosen name, never run it as a formula.
     assert not by_key[("venue", a["id"])]["name"].startswith(("=", "+", "-", "@"))
     assert by_key[("venue", a["id"])]["name"].endswith('=HYPERLINK("http://127.0.0.1/x","click")')
+
+
+def _closed_windows(db, campaign_id: str, arms: dict[str, tuple[int, int]]) -> None:
+    """Test-data setup: users exposed 30 days ago, whose windows have closed, as the check-in
+    function's aggregates record them: {arm: (users, returned)}."""
+    day = datetime.now(UTC).date() - timedelta(days=30)
+    for arm, (users, returned) in arms.items():
+        db.execute(
+            "INSERT INTO campaign_effect (campaign_id, arm, exposure_day, shard, users, returned_users, visits,"
+            " visits_sq) VALUES (%s, %s, %s, 0, %s, %s, %s, %s)",
+            [campaign_id, arm, day, users, returned, returned, returned],
+        )
+
+
+def test_csv_summary_gives_rates_and_lifts_in_their_units(world, db):
+    m = world.merchant()
+    v = world.venue(m, name="-1 Cafe")
+    campaign = world.campaign(m, [v["id"]], holdout_percent=20)
+    _closed_windows(db, campaign["id"], {"treatment": (400, 140), "control": (100, 25)})
+
+    body = stats(world, m, campaign)
+    summary, _ = csv_tables(get_stats(world, m, campaign, format="csv").content.decode("utf-8"))
+
+    effect = body["effect"]
+    rows = {(row["measure"], row["group"]): row for row in summary}
+    assert rows[("status", "")]["value"] == body["status"] == "ready"
+    for arm in ("treatment", "control"):
+        row, figures = rows[("return_visit_rate", arm)], effect["arms"][arm]
+        assert row["unit"] == "percent"
+        assert float(row["value"]) == pytest.approx(figures["return_visit_rate"] * 100, abs=1e-4)
+        assert float(row["ci_low"]) == pytest.approx(figures["return_visit_rate_ci"]["ci_low"] * 100, abs=1e-4)
+        assert float(row["ci_high"]) == pytest.approx(figures["return_visit_rate_ci"]["ci_high"] * 100, abs=1e-4)
+        assert int(row["users_analysed"]) == figures["users_window_closed"]
+    assert float(rows[("return_visit_rate", "treatment")]["value"]) == 35.0
+    absolute, relative = (
+        rows[("absolute_lift", "treatment vs control")],
+        rows[("relative_lift", "treatment vs control")],
+    )
+    assert (absolute["unit"], relative["unit"]) == ("percentage points", "percent")
+    assert float(absolute["value"]) == pytest.approx(10.0)  # 35% - 25%
+    assert float(relative["value"]) == pytest.approx(40.0)  # 35% / 25% - 1
+    for row, lift in ((absolute, effect["absolute_lift"]), (relative, effect["relative_lift"])):
+        assert float(row["ci_low"]) == pytest.approx(lift["ci_low"] * 100, abs=1e-4)
+        assert float(row["ci_high"]) == pytest.approx(lift["ci_high"] * 100, abs=1e-4)
+        assert float(row["p_value"]) == pytest.approx(effect["p_value"], rel=1e-3)
+
+
+def test_csv_cells_that_look_like_formulas_are_only_numbers(world, db):
+    m = world.merchant()
+    v = world.venue(m, name="@SUM(A1:A9)")
+    campaign = world.campaign(m, [v["id"]], holdout_percent=50)
+    _closed_windows(db, campaign["id"], {"treatment": (100, 20), "control": (100, 30)})  # a negative lift
+    world.checkin(world.user(), *v["center"])
+
+    summary, rows = csv_tables(get_stats(world, m, campaign, format="csv").content.decode("utf-8"))
+
+    assert float(next(row for row in summary if row["measure"] == "absolute_lift")["value"]) == pytest.approx(-10)
+    cells = [cell for row in summary + rows for cell in row.values() if cell]
+    for cell in cells:
+        if cell.startswith(("=", "+", "-", "@", "\t", "\r")):
+            float(cell)  # a negative number is a number to a spreadsheet, never a formula
+    assert "'@SUM(A1:A9)" in cells
+
+
+def test_csv_summary_says_why_a_lift_is_missing():
+    arms = {
+        "treatment": {"users": 80, "closed_users": 60, "returned": 3, "visits": 3, "visits_sq": 3},
+        "control": {"users": 20, "closed_users": 15, "returned": 0, "visits": 0, "visits_sq": 0},
+    }
+    effect = effect_summary(arms, 20) | {"attribution_days": 14}
+    text = stats_csv({"status": stats_status(effect), "effect": effect, "by_day": [], "by_venue": []})
+
+    summary, rows = csv_tables(text)
+    relative = next(row for row in summary if row["measure"] == "relative_lift")
+    assert (relative["value"], relative["p_value"]) == ("", "")
+    assert "too small to divide by" in relative["note"]
+    assert float(next(row for row in summary if row["measure"] == "absolute_lift")["value"]) == 5.0
+    assert rows == []
+
+
+def test_the_stats_json_is_its_published_schema(world, db):
+    m = world.merchant()
+    v = world.venue(m, name="Storgata")
+    campaign = world.campaign(m, [v["id"]], holdout_percent=20)
+    _closed_windows(db, campaign["id"], {"treatment": (300, 90), "control": (75, 15)})
+    first, second = (
+        world.checkin(world.user(user), *v["center"]).json()["unlocked"][0]
+        for user in users_in_arm(db, campaign, "treatment", 2)
+    )
+    _age(db, first["unlock_id"], 7)
+    redeem(world, m, first["code"], v["id"])
+    world.checkin(world.user(), *v["center"], accuracy_m=500)
+
+    body = stats(world, m, campaign)
+
+    assert CampaignStats.model_validate(body).model_dump(mode="json") == body
+    # The open unlock (0 minutes old) leaves the risk set before the redemption at 7 minutes.
+    assert body["funnel"]["time_to_redeem_minutes"]["curve"] == [{"minutes": 7.0, "redeemed_share": 1.0}]
+    from api.main import app
+
+    response = app.openapi()["paths"]["/v1/campaigns/{campaign_id}/stats"]["get"]["responses"]["200"]
+    assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/CampaignStats"}
+    assert response["content"]["text/csv"]["schema"] == {"type": "string"}
+    schemas = app.openapi()["components"]["schemas"]
+    assert set(schemas["CampaignStats"]["properties"]) == set(body)
+    assert set(schemas["Effect"]["properties"]) == set(body["effect"])
+    assert set(schemas["Funnel"]["properties"]) == set(body["funnel"])
+    assert schemas["CampaignStats"]["additionalProperties"] is False
+
+
+def _random_groups(rng: random.Random, n: int) -> list[tuple[float, int, int]]:
+    return [(float(rng.randint(0, 120)), rng.randint(0, 3), rng.randint(0, 3)) for _ in range(n)]
+
+
+def test_the_curve_crosses_half_and_three_quarters_at_the_median_and_p75():
+    rng = random.Random(7)
+    for _ in range(500):
+        groups = _random_groups(rng, rng.randint(1, 40))
+        summary = kaplan_meier_grouped(groups)
+        curve = redeemed_share_curve(groups)
+        shares = [share for _, share in curve]
+        assert shares == sorted(shares) and all(0 < share <= 1 for share in shares)
+        assert len(curve) == len({t for t, events, _ in groups if events} & {t for t, _ in curve})
+        reaching = {q: next((t for t, share in curve if share >= q - 1e-12), None) for q in (0.5, 0.75)}
+        assert (reaching[0.5], reaching[0.75]) == (summary.median, summary.p75), groups
+
+
+def test_the_curve_of_a_long_window_keeps_visible_steps_only():
+    # 100,000 minutes with one redemption each and many still open: steps of 1/200,000.
+    groups = [(float(t), 1, 1) for t in range(100_000)]
+    curve = redeemed_share_curve(groups)
+    assert len(curve) <= 1 / CURVE_RESOLUTION + 3
+    assert curve[-1][0] == 99_999.0  # the last rise is always kept
+    crossings = {next(point for point in curve if point[1] >= q) for q in (0.5, 0.75) if curve[-1][1] >= q}
+    for before, point in zip(curve, curve[1:], strict=False):
+        assert point[1] - before[1] >= CURVE_RESOLUTION or point in crossings or point == curve[-1]
+    assert redeemed_share_curve([]) == [] and redeemed_share_curve([(3.0, 0, 5)]) == []
+    json.dumps(curve)
 
 
 def test_csv_is_refused_for_other_readers(world):

@@ -38,7 +38,7 @@ def rectangle_area_m2(lat: float, dlon: float, dlat: float) -> float:
 
 
 def venue_body(geofence: dict, **extra) -> dict:
-    return {"name": "Kiosk", "timezone": "Europe/Oslo", "geofence": geofence, **extra}
+    return {"name": "Kiosk", "geofence": geofence, **extra}  # no timezone: the service takes the position's
 
 
 def checkin(world, lon: float, lat: float, accuracy_m: float) -> dict:
@@ -65,9 +65,11 @@ def assert_outside(world, lon: float, lat: float, accuracy_m: float) -> dict:
 
 def test_a_circle_venue_is_created_echoed_and_measured(world):
     m = world.merchant()
-    lon, lat = world.spot()
+    lon, lat = world.spot_in("Europe/Oslo")
     circle = {"type": "Circle", "center": [lon, lat], "radius_m": 75}
-    r = world.http.post("/v1/venues", json=venue_body(circle, address="Storgata 1"), headers=m.admin)
+    r = world.http.post(
+        "/v1/venues", json=venue_body(circle, address="Storgata 1", timezone="Europe/Oslo"), headers=m.admin
+    )
     assert r.status_code == 201, r.text
     venue = r.json()
     uuid.UUID(venue["id"])
@@ -190,9 +192,9 @@ def test_the_list_walks_pages_with_a_cursor(world):
 
 def test_patch_changes_only_what_is_sent_and_moves_the_fence(world):
     m = world.merchant()
-    venue = world.venue(m, radius_m=40)
+    venue = world.venue(m, radius_m=40, timezone="Europe/Oslo")
     old_lon, old_lat = venue["center"]
-    new_lon, new_lat = world.spot()
+    new_lon, new_lat = world.spot_in("Asia/Tokyo")
     square = {"type": "Polygon", "coordinates": [rectangle(new_lon, new_lat, 0.001, 0.001)]}
 
     r = world.http.patch(f"/v1/venues/{venue['id']}", json={"name": "Renamed", "address": "Torget 2"}, headers=m.admin)
@@ -484,7 +486,7 @@ def test_a_multipolygon_split_at_the_antimeridian_matches_checkins_on_both_sides
     east = rectangle(179.999, lat, 0.001, 0.001)  # reaches +180
     west = rectangle(-180, lat, 0.001, 0.001)  # starts at -180
     fence = {"type": "MultiPolygon", "coordinates": [[east], [west]]}
-    r = world.http.post("/v1/venues", json=venue_body(fence, timezone="Pacific/Fiji"), headers=m.admin)
+    r = world.http.post("/v1/venues", json=venue_body(fence), headers=m.admin)
     assert r.status_code == 201, r.text
     venue = r.json()
     assert venue["geofence"] == fence
@@ -610,6 +612,24 @@ def test_nearby_lists_nearest_first_and_says_only_whether_an_offer_waits(world):
         "/v1/venues/nearby", params={"lat": lat, "lon": lon, "radius_m": 1000, "limit": 2}, headers=world.user()
     )
     assert [v["id"] for v in r.json()["items"]] == [active["id"], draft["id"]]
+
+
+@pytest.mark.parametrize("status", ["paused", "retired"])
+def test_nearby_says_no_offer_waits_when_every_offer_is_paused_or_retired(world, status):
+    m = world.merchant()
+    venue = world.venue(m)
+    campaign = world.campaign(m, [venue["id"]])
+    offer = world.http.get(f"/v1/campaigns/{campaign['id']}/offers", headers=m.admin).json()["items"][0]
+    lon, lat = venue["center"]
+
+    def waiting() -> bool:
+        r = world.http.get("/v1/venues/nearby", params={"lat": lat, "lon": lon, "radius_m": 50}, headers=world.user())
+        return r.json()["items"][0]["has_checkin_offer"]
+
+    assert waiting()
+    r = world.http.patch(f"/v1/offers/{offer['id']}", json={"status": status}, headers=m.admin)
+    assert r.status_code == 200, r.text
+    assert not waiting()
 
 
 @pytest.mark.parametrize(

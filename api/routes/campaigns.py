@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import MerchantAdmin, MerchantReader, Session, merchant_of
 from api.problems import error_responses
 from api.schemas import CampaignIn, CampaignOut, CampaignPatch, OfferIn, OfferOut, Page
 from core.errors import ValidationFailed
+from core.keyset import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page_of
 from offers import campaigns
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], responses=error_responses(401, 403, 422, 500))
@@ -55,6 +56,13 @@ async def get_campaign(campaign_id: uuid.UUID, principal: MerchantReader, sessio
     return await _one(session, await campaigns.get_campaign(session, merchant_of(principal), campaign_id))
 
 
+@router.delete("/{campaign_id}", status_code=204, responses=error_responses(404, 409))
+async def delete_campaign(campaign_id: uuid.UUID, principal: MerchantAdmin, session: Session) -> Response:
+    """Delete a draft with its offers; any other campaign is 409 campaign_not_draft (end it instead)."""
+    await campaigns.delete_campaign(session, merchant_of(principal), campaign_id)
+    return Response(status_code=204)
+
+
 @router.patch("/{campaign_id}", response_model=CampaignOut, responses=error_responses(404, 409))
 async def update_campaign(
     campaign_id: uuid.UUID, body: CampaignPatch, principal: MerchantAdmin, session: Session
@@ -77,8 +85,29 @@ async def add_offer(campaign_id: uuid.UUID, body: OfferIn, principal: MerchantAd
         rule=body.rule,
         schedule=body.schedule,
     )
+    return offer_out(offer, await campaigns.offer_remaining(session, [offer.id]))
+
+
+@router.get("/{campaign_id}/offers", response_model=Page[OfferOut], responses=error_responses(404))
+async def list_offers(
+    campaign_id: uuid.UUID,
+    principal: MerchantReader,
+    session: Session,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """The campaign's offers in the order they were added (the order a check-in tries them), with
+    their status and budget left."""
+    after = decode_cursor(cursor) if cursor is not None else None
+    found = await campaigns.list_offers(session, merchant_of(principal), campaign_id, after=after, limit=limit)
+    page = page_of(found, limit, lambda offer: (offer.created_at, offer.id))
+    remaining = await campaigns.offer_remaining(session, [o.id for o in page["items"]])
+    return page | {"items": [offer_out(o, remaining) for o in page["items"]]}
+
+
+def offer_out(offer: campaigns.Offer, remaining: dict[uuid.UUID, int]) -> OfferOut:
     out = OfferOut.model_validate(offer)
-    out.remaining = (await campaigns.offer_remaining(session, [offer.id])).get(offer.id, 0)
+    out.remaining = remaining.get(offer.id, 0)
     return out
 
 

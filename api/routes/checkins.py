@@ -1,16 +1,20 @@
-"""The app side: check in, see the wallet."""
+"""The app side: check in, see the wallet; the merchant side: review the check-ins at its venues."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api.deps import AppUser, HotConnection, RedisDep, Session, SettingsDep
+from api.deps import AppUser, HotConnection, MerchantAdmin, RedisDep, Session, SettingsDep, merchant_of
 from api.idempotency import key_parameter, required_key
 from api.problems import error_responses
-from api.schemas import CheckinIn, CheckinOut, WalletOut
+from api.schemas import CheckinIn, CheckinOut, CheckinReviewPage, WalletOut
+from core.keyset import DEFAULT_LIMIT, MAX_LIMIT
+from geo import venues
+from geo.checkins import checkin_review_page
 from offers import wallet
 from offers.checkin import CheckinRequest, check_in
 
@@ -62,3 +66,23 @@ async def my_offers(
     (they appear on a fresh first page). A cursor this endpoint did not make is 422
     `invalid_cursor`."""
     return await wallet.wallet_page(session, principal.sub, cursor=cursor, limit=limit)
+
+
+@router.get("/checkins", response_model=CheckinReviewPage, tags=["checkins"], responses=error_responses(404))
+async def review_checkins(
+    principal: MerchantAdmin,
+    session: Session,
+    venue_id: Annotated[uuid.UUID | None, Query(description="one venue; another merchant's venue is 404")] = None,
+    status: Annotated[Literal["accepted", "rejected"] | None, Query(description="one outcome only")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"page size, at most {MAX_LIMIT}")] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    """Check-ins at the merchant's venues (one venue, or all), newest first, for fraud review: when,
+    the outcome and why, the figures behind it, the reported accuracy and the distance from the
+    fix to the venue's fence. Never the position: the distance and the accuracy decide a check-in,
+    and where customers were is none of the merchant's business. A check-in that matched no venue
+    is nobody's and never listed."""
+    merchant = merchant_of(principal)
+    if venue_id is not None:
+        await venues.get_venue(session, merchant, venue_id)
+    return await checkin_review_page(session, merchant, venue_id=venue_id, status=status, cursor=cursor, limit=limit)

@@ -35,6 +35,9 @@ async def create_merchant_route(body: MerchantIn, _: PlatformAdmin, session: Ses
 
 @router.post("/venues", status_code=201, response_model=VenueOut, tags=["venues"])
 async def create_venue(body: VenueIn, principal: MerchantAdmin, session: Session) -> Venue:
+    """Create a venue. Its time zone must keep the clock of the zone at the fence (422
+    `timezone_mismatch` on `timezone`, naming the zone found in `timezone_found`: often latitude
+    and longitude swapped); omitted, it is the zone at the fence."""
     return await venues.create_venue(
         session,
         merchant_of(principal),
@@ -72,6 +75,8 @@ async def get_venue(venue_id: uuid.UUID, principal: MerchantReader, session: Ses
 
 @router.patch("/venues/{venue_id}", response_model=VenueOut, tags=["venues"], responses=error_responses(404))
 async def update_venue(venue_id: uuid.UUID, body: VenuePatch, principal: MerchantAdmin, session: Session) -> Venue:
+    """Change what is sent. A new fence or zone is checked like a new venue's: send both when
+    moving a venue to another zone."""
     changes = body.model_dump(exclude_unset=True)
     for field in ("name", "timezone", "geofence"):
         if field in changes and changes[field] is None:
@@ -81,7 +86,9 @@ async def update_venue(venue_id: uuid.UUID, body: VenuePatch, principal: Merchan
     return await venues.update_venue(session, merchant_of(principal), venue_id, changes)
 
 
-@router.delete("/venues/{venue_id}", status_code=204, tags=["venues"], responses=error_responses(404))
+@router.delete("/venues/{venue_id}", status_code=204, tags=["venues"], responses=error_responses(404, 409))
 async def delete_venue(venue_id: uuid.UUID, principal: MerchantAdmin, session: Session) -> Response:
+    """Delete a venue (its history stays). While an active or paused campaign runs there it is
+    409 `venue_in_campaign`, naming them in `campaigns`: end them or take the venue out first."""
     await venues.delete_venue(session, merchant_of(principal), venue_id)
     return Response(status_code=204)

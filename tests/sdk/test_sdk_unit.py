@@ -247,6 +247,8 @@ def test_wallet_nearby_redeem_and_stats() -> None:
         "offer_id": "off-1",
         "venue_id": "ven-1",
         "redeemed_at": "2024-05-01T10:00:00+00:00",
+        "title": "Free cinnamon bun",
+        "terms": "One per visit",
     }
     stats = {"campaign_id": "cmp/1", "uplift": 0.12}
     routes = {
@@ -267,6 +269,7 @@ def test_wallet_nearby_redeem_and_stats() -> None:
     assert offer.expires_at == datetime(2024, 5, 2, 9, 30, tzinfo=UTC)
     assert venue.distance_m == 42.0 and venue.has_checkin_offer is True
     assert receipt.redeemed_at == datetime(2024, 5, 1, 10, tzinfo=UTC)
+    assert (receipt.title, receipt.terms) == ("Free cinnamon bun", "One per visit")
     nearby_request, redeem_request = peer.requests[1], peer.requests[2]
     assert dict(nearby_request.url.params) == {"lat": "52.5", "lon": "13.4", "radius_m": "250"}
     assert json.loads(redeem_request.content) == {"code": "ABCD-1234", "venue_id": "ven-1"}

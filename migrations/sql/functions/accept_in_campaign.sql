@@ -20,7 +20,9 @@ BEGIN
         RETURN unlocked;
     END IF;
 
-    FOR offer IN SELECT * FROM offers o WHERE o.campaign_id = camp.id ORDER BY o.created_at, o.id LOOP
+    -- Only active offers: a paused or retired one unlocks nothing (filtered here, in the one query).
+    FOR offer IN SELECT * FROM offers o WHERE o.campaign_id = camp.id AND o.status = 'active'
+                 ORDER BY o.created_at, o.id LOOP
         CONTINUE WHEN NOT schedule_allows(offer.schedule, p_observed_at, p_tz);
         -- Rules that weigh this user against the others here run one transaction at a time per
         -- offer and venue (the lock is held until commit): of users checking in at once, the

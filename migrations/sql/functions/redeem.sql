@@ -1,6 +1,7 @@
 -- Redeem a code at the till, exactly once: the unlock's row lock serialises concurrent
 -- attempts, so one wins and the others see it redeemed. Another merchant's code is
--- indistinguishable from an unknown one.
+-- indistinguishable from an unknown one. The receipt carries the offer's title and terms, so
+-- the till shows what it just gave away.
 CREATE OR REPLACE FUNCTION redeem(p_merchant uuid, p_code text, p_venue uuid, p_staff text,
                        p_idempotency_key text, p_request_hash text)
 RETURNS jsonb LANGUAGE plpgsql AS $$
@@ -15,6 +16,12 @@ BEGIN
         PERFORM pg_advisory_xact_lock(hashtextextended(scope_key || ':' || p_idempotency_key, 0));
         SELECT stored INTO replay FROM idempotent_replay(scope_key, p_idempotency_key, p_request_hash) stored;
         IF FOUND THEN
+            -- A receipt stored before receipts carried the offer's texts answers like a new one.
+            IF replay ? 'response' AND NOT replay -> 'response' ? 'title' THEN
+                SELECT jsonb_set(replay, '{response}',
+                                 replay -> 'response' || jsonb_build_object('title', o.title, 'terms', o.terms))
+                INTO replay FROM offers o WHERE o.id = (replay -> 'response' ->> 'offer_id')::uuid;
+            END IF;
             RETURN replay;
         END IF;
     END IF;
@@ -44,8 +51,9 @@ BEGIN
     VALUES (u.campaign_id, floor(extract(epoch FROM r.redeemed_at - u.unlocked_at) / 60)::int, user_shard(u.user_id), 1)
     ON CONFLICT (campaign_id, minutes, shard) DO UPDATE SET n = m.n + 1;
 
-    response := jsonb_build_object('id', r.id, 'unlock_id', u.id, 'offer_id', u.offer_id,
-                                   'venue_id', p_venue, 'redeemed_at', r.redeemed_at);
+    SELECT jsonb_build_object('id', r.id, 'unlock_id', u.id, 'offer_id', u.offer_id, 'venue_id', p_venue,
+                              'redeemed_at', r.redeemed_at, 'title', o.title, 'terms', o.terms)
+    INTO response FROM offers o WHERE o.id = u.offer_id;
     IF p_idempotency_key IS NOT NULL THEN
         INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response)
         VALUES (scope_key, p_idempotency_key, p_request_hash, 201, response);
