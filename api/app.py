@@ -16,7 +16,8 @@ from fastapi.routing import APIRoute
 
 from api import problems
 from api.console import pages as console
-from api.limits import BodySizeLimit
+from api.deps import AuthenticateBeforeBody
+from api.limits import BodySizeLimit, HeaderSizeLimit
 from api.routes import campaigns, checkins, codes, health, merchants, offers, redemptions, stats, venues
 from core.db import get_engine
 from core.idempotency import purge_forever
@@ -27,6 +28,17 @@ DESCRIPTION = """Location-based check-in offers. An offer is shown only at the m
 geofenced check-in, as a one-time code; a randomized holdout measures what each campaign really changes.
 
 Every error is `application/problem+json` (RFC 9457) with a stable `code`."""
+
+
+# The limits (api/limits.py) answer these before any route runs: 431 for a request head over
+# CHECKIN_MAX_HEADER_BYTES; for a body, 413 over CHECKIN_MAX_BODY_BYTES and 400 when it cannot be
+# decoded at all (FastAPI's answer to a body that is not UTF-8).
+ALWAYS_POSSIBLE = (431,)
+WITH_A_BODY = (400, 413)
+RETRY_AFTER = {
+    "description": "seconds to wait before trying again",
+    "schema": {"type": "integer", "minimum": 1},
+}
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -40,7 +52,9 @@ class CheckinOffersAPI(FastAPI):
 
     def openapi(self) -> dict[str, Any]:
         """FastAPI's document plus what generated clients need: the bearer scheme on every operation
-        that can answer 401, and the problem+json body as one named schema instead of a copy per response."""
+        that can answer 401, the errors every operation can answer whatever its route says (431 for
+        any request; 400 and 413 with a body), Retry-After on every 429, and the problem+json body as
+        one named schema instead of a copy per response."""
         if self.openapi_schema:
             return self.openapi_schema
         document = get_openapi(title=self.title, version=self.version, description=self.description, routes=self.routes)
@@ -50,6 +64,12 @@ class CheckinOffersAPI(FastAPI):
         for path_item in document["paths"].values():
             for operation in path_item.values():
                 responses = operation["responses"]
+                for status, response in problems.error_responses(
+                    *ALWAYS_POSSIBLE, *(WITH_A_BODY if "requestBody" in operation else ())
+                ).items():
+                    responses.setdefault(str(status), response)
+                if "429" in responses:
+                    responses["429"]["headers"] = {"Retry-After": RETRY_AFTER}
                 if "401" in responses:
                     operation["security"] = [{"bearer": []}]
                 for response in responses.values():
@@ -79,13 +99,17 @@ def create_app() -> FastAPI:
         generate_unique_id_function=_operation_id,
         docs_url=None,  # served below from vendored assets: FastAPI's defaults load them from a CDN
         redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_served else None,  # CHECKIN_PUBLIC_DOCS
     )
     problems.install(app)
     for module in (health, venues, merchants, campaigns, offers, checkins, redemptions, codes, stats):
         app.include_router(module.router)
     console.install(app)
-    _install_docs(app)
+    if settings.docs_served:
+        _install_docs(app)
+    app.add_middleware(AuthenticateBeforeBody)  # inside the size limits: 401/403 before a body is read
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HeaderSizeLimit, max_bytes=settings.max_header_bytes)  # outermost: runs first
     return app
 
 

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.problems import ProblemHTTPException
 from core.auth import Principal, Role, verify_token
 from core.db import autocommit_connection, transaction
-from core.errors import Forbidden, Unauthorized
+from core.errors import Forbidden, ProblemError, Unauthorized
 from core.redis import RedisState, get_redis
 from core.settings import Settings, get_settings
 
@@ -31,13 +36,16 @@ async def _redis() -> RedisState:
     return get_redis()
 
 
+# The request-state key under which AuthenticateBeforeBody keeps the verified principal.
+PRINCIPAL = "principal"
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RedisDep = Annotated[RedisState, Depends(_redis)]
 
 
-async def current_principal(request: Request, settings: SettingsDep) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+async def authenticate(headers: Headers, settings: Settings) -> Principal:
+    """The principal of a request's bearer token; 401 when it is missing or invalid."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send Authorization: Bearer <token>", code="missing_token")
     if settings.jwks_url:  # a key-set refresh is network I/O: keep it off the event loop
@@ -45,15 +53,95 @@ async def current_principal(request: Request, settings: SettingsDep) -> Principa
     return verify_token(token.strip(), settings)
 
 
-def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
-    allowed = set(roles)
+def check_role(principal: Principal, allowed: frozenset[Role]) -> None:
+    if principal.role not in allowed:
+        raise Forbidden(f"this needs one of the roles: {', '.join(sorted(allowed))}", code="forbidden_role")
 
-    async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
-        if principal.role not in allowed:
-            raise Forbidden(f"this needs one of the roles: {', '.join(sorted(allowed))}", code="forbidden_role")
+
+async def current_principal(request: Request, settings: SettingsDep) -> Principal:
+    """The principal AuthenticateBeforeBody verified for this request, else (a route it does not wrap) verified here."""
+    verified: Principal | None = request.scope.get("state", {}).get(PRINCIPAL)
+    return verified if verified is not None else await authenticate(request.headers, settings)
+
+
+class RoleCheck:
+    """The dependency `require(...)` makes; a class, so AuthenticateBeforeBody can read the roles off a route."""
+
+    def __init__(self, roles: Iterable[Role]) -> None:
+        self.roles = frozenset(roles)
+
+    async def __call__(self, principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        check_role(principal, self.roles)
         return principal
 
-    return check
+
+def require(*roles: Role) -> RoleCheck:
+    return RoleCheck(roles)
+
+
+class AuthenticateBeforeBody:
+    """401 (missing or invalid token) and 403 (wrong role) before an authenticated route reads its body.
+
+    FastAPI reads and decodes the body before it solves any dependency, so an anonymous caller would
+    get a body's 422 (and learn the schema) instead of 401. This middleware wraps `receive`: by the
+    time the route reads its body, routing has put the route in the scope, and its dependency tree
+    says whether it authenticates and which roles it admits. The principal is verified there, once,
+    and kept in the request's state for `current_principal`. Routes without a body authenticate in
+    their dependency, as before; public routes read their body untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        # id(route) -> (route, requirement); the route is kept to tell a reused id from the same route.
+        self._requirements: dict[int, tuple[object, list[frozenset[Role]] | None]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        checked = False
+
+        async def authenticated_receive() -> Message:
+            nonlocal checked
+            if not checked:
+                checked = True
+                await self._authenticate(scope)
+            return await receive()
+
+        await self.app(scope, authenticated_receive, send)
+
+    async def _authenticate(self, scope: Scope) -> None:
+        route = scope.get("route")
+        if not isinstance(route, APIRoute):
+            return
+        cached = self._requirements.get(id(route))
+        if cached is None or cached[0] is not route:
+            cached = self._requirements[id(route)] = (route, auth_requirement(route.dependant))
+        requirement = cached[1]
+        if requirement is None:
+            return
+        try:
+            principal = await authenticate(Headers(scope=scope), get_settings())
+            for roles in requirement:
+                check_role(principal, roles)
+        except ProblemError as exc:
+            # Raised inside FastAPI's body reading, where only an HTTPException gets through.
+            raise ProblemHTTPException(exc) from None
+        scope.setdefault("state", {})[PRINCIPAL] = principal
+
+
+def auth_requirement(dependant: Dependant) -> list[frozenset[Role]] | None:
+    """None when nothing in a route's dependency tree authenticates, else the role sets it requires
+    (an empty list: any authenticated principal)."""
+    authenticated, role_sets = False, []
+    pending = [dependant]
+    while pending:
+        for sub in pending.pop().dependencies:
+            if sub.call is current_principal:
+                authenticated = True
+            if isinstance(sub.call, RoleCheck):
+                role_sets.append(sub.call.roles)
+            pending.append(sub)
+    return role_sets if authenticated else None
 
 
 def merchant_of(principal: Principal) -> uuid.UUID:

@@ -29,6 +29,7 @@ HTTP_CODES = {
     415: "unsupported_media_type",
     422: "validation_error",
     429: "rate_limited",
+    431: "request_header_fields_too_large",
     500: "internal_error",
     503: "service_unavailable",
 }
@@ -52,6 +53,15 @@ PROBLEM_SCHEMA = {
         },
     },
 }
+
+
+class ProblemHTTPException(StarletteHTTPException):
+    """A ProblemError raised where only an HTTPException gets through: FastAPI turns anything else
+    raised while it reads a body into a 400. Rendered as the problem it carries."""
+
+    def __init__(self, problem: ProblemError) -> None:
+        super().__init__(problem.status, problem.detail, problem.headers)
+        self.problem = problem
 
 
 def problem_response(
@@ -114,6 +124,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc, ProblemHTTPException):
+            return error_response(exc.problem, instance=request.url.path)
         code = HTTP_CODES.get(exc.status_code, "http_error")
         return problem_response(
             exc.status_code,

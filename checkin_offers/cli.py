@@ -17,7 +17,8 @@ def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        # httptools with a bound on the request head (httptools has none of its own): api/limits.py.
+        http="api.limits:HttpToolsWithHeadLimit",
         access_log=args.access_log,
         log_level="info",
         proxy_headers=False,

@@ -2,7 +2,8 @@
 
 The algorithm is pinned by configuration, never read from the token, and HMAC and
 public-key algorithms are never accepted by the same deployment. exp, iat, sub, aud and
-iss are required and must have the right types.
+iss are required and must have the right types, and exp - iat may not exceed
+CHECKIN_JWT_MAX_LIFETIME_S.
 """
 
 from __future__ import annotations
@@ -80,7 +81,13 @@ def verify_token(token: str, settings: Settings) -> Principal:
         )
     except jwt.PyJWTError as exc:
         raise Unauthorized(f"invalid token: {exc}", code="invalid_token") from exc
-    return principal_from_claims(claims)
+    principal = principal_from_claims(claims)  # checks that exp and iat are numbers
+    # A stolen long-lived token stays useful for its whole life: cap it, whoever issued it.
+    if claims["exp"] - claims["iat"] > settings.jwt_max_lifetime_s:
+        raise Unauthorized(
+            f"token lifetime (exp - iat) exceeds {settings.jwt_max_lifetime_s} seconds", code="invalid_token"
+        )
+    return principal
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:

@@ -1,13 +1,16 @@
 """Configuration: one pydantic-settings class, every variable prefixed CHECKIN_.
 
-Unsafe defaults (the development JWT secret, a short secret, no verification key)
-are refused outside development, so a production deploy cannot start half-configured.
+Unsafe defaults (the development JWT secret, a short or guessable secret, no verification key,
+a JWKS URL over plain http, a leeway over 5 minutes, an empty audience or issuer, a limit of
+zero or less) are refused outside development, so a production deploy cannot start
+half-configured.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
 import jwt
 from pydantic import Field, model_validator
@@ -15,6 +18,39 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # 42 bytes, refused outside development
 ASYMMETRIC_ALGORITHMS = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256"}
+MIN_SECRET_DISTINCT_CHARACTERS = 16
+MAX_JWT_LEEWAY_S = 300
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+# Refused at zero or below outside development: each would stop the service or disable a limit.
+POSITIVE_LIMITS = (
+    "max_body_bytes",
+    "db_pool_size",
+    "redis_timeout_s",
+    "checkin_rate_per_minute",
+    "idempotency_ttl_s",
+    "jwt_max_lifetime_s",
+    "max_accuracy_m",
+    "max_fix_age_s",
+    "max_speed_kmh",
+)
+
+
+def weak_secret_reason(secret: str) -> str | None:
+    """Why an HS256 secret is too guessable, or None. The rule is simple on purpose: at least 16
+    distinct characters, and not one shorter string repeated ("abcd" * 8). Length (32 bytes) is
+    checked everywhere; this rule only outside development."""
+    if len(set(secret)) < MIN_SECRET_DISTINCT_CHARACTERS:
+        return f"has fewer than {MIN_SECRET_DISTINCT_CHARACTERS} distinct characters"
+    if (secret + secret).find(secret, 1) < len(secret):  # a rotation equals it only when it repeats
+        return "is one shorter string repeated"
+    return None
+
+
+def _jwks_url_allowed(url: str, env: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return True
+    return env == "test" and parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
 
 
 class Settings(BaseSettings):
@@ -33,12 +69,18 @@ class Settings(BaseSettings):
     jwt_audience: str = "checkin-offers"
     jwt_issuer: str = "checkin-offers"
     jwt_leeway_s: int = 30
+    jwt_max_lifetime_s: int = 24 * 3600  # exp - iat of an accepted token; a longer-lived one is refused
 
     max_body_bytes: int = 64 * 1024
+    # The request target plus every header line (`name: value\r\n`): 431 beyond it. The HTTP parser
+    # has no bound of its own, so without this a client grows the process with one endless header.
+    max_header_bytes: int = Field(default=16 * 1024, gt=0)
     map_tile_url: str | None = None  # console maps: tiles drawn under fences when set, else a plain background
+    public_docs: bool | None = None  # /docs, /redoc, /openapi.json; unset: served except in production
 
     # Check-in plausibility.
     max_accuracy_m: float = 100.0
+    min_accuracy_m: float = 1.0  # a finer accuracy is no real phone's: refused as mocked_location
     max_fix_age_s: float = 600.0
     max_future_skew_s: float = 30.0
     max_speed_kmh: float = 250.0
@@ -50,12 +92,21 @@ class Settings(BaseSettings):
     checkin_rate_per_minute: int = 30  # far above any real user; stops scripted floods
     idempotency_ttl_s: int = 48 * 3600
 
-    # Redemption.
-    redemption_failures_per_10min: int = 20  # per staff member and per venue
+    # Redemption: guessing codes at the till (offers/redemption.py). A staff member has a few free
+    # misses, then waits a delay that doubles with each further miss up to a cap; the merchant has a
+    # much higher ceiling over all its staff and venues, far above what one person can reach.
+    redemption_free_failures_per_staff: int = Field(default=5, ge=0)  # typos before any wait
+    redemption_first_delay_s: float = Field(default=1.0, gt=0)  # then 2 s, 4 s, ...
+    redemption_max_delay_s: float = Field(default=300.0, gt=0)
+    redemption_failure_memory_s: int = Field(default=900, gt=0)  # misses forgotten after this long without one
+    redemption_merchant_failures_per_10min: int = Field(default=200, gt=0)  # all the merchant's staff together
     void_window_minutes: int = 30
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
+        if self.redemption_max_delay_s >= self.redemption_failure_memory_s:
+            # Else a guesser who waits out the longest delay is forgotten and starts afresh.
+            raise ValueError("CHECKIN_REDEMPTION_MAX_DELAY_S must be shorter than CHECKIN_REDEMPTION_FAILURE_MEMORY_S")
         if self.jwt_secret is None and self.env == "development" and not self.verification_key_set:
             self.jwt_secret = DEV_JWT_SECRET
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:
@@ -69,6 +120,7 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"CHECKIN_ENV={self.env} needs CHECKIN_JWT_SECRET, CHECKIN_JWT_PUBLIC_KEY or CHECKIN_JWKS_URL"
                 )
+            self._refuse_unsafe_outside_development()
         algorithm = self.algorithm
         if self.jwt_secret and algorithm != "HS256":
             raise ValueError("an HS256 secret is configured: CHECKIN_JWT_ALGORITHM must be HS256")
@@ -81,6 +133,30 @@ class Settings(BaseSettings):
             except jwt.InvalidKeyError as exc:
                 raise ValueError(f"CHECKIN_JWT_PUBLIC_KEY is not a {algorithm} key: {exc}") from None
         return self
+
+    def _refuse_unsafe_outside_development(self) -> None:
+        if self.jwt_secret is not None and (reason := weak_secret_reason(self.jwt_secret)):
+            raise ValueError(f"CHECKIN_JWT_SECRET {reason} (CHECKIN_ENV={self.env})")
+        if self.jwks_url and not _jwks_url_allowed(self.jwks_url, self.env):
+            raise ValueError(
+                "CHECKIN_JWKS_URL must be https (plain http only to a loopback address in test): "
+                "keys fetched over plain http can be replaced on the way"
+            )
+        if not 0 <= self.jwt_leeway_s <= MAX_JWT_LEEWAY_S:
+            raise ValueError(f"CHECKIN_JWT_LEEWAY_S must be between 0 and {MAX_JWT_LEEWAY_S} seconds")
+        for name in ("jwt_audience", "jwt_issuer"):
+            if not getattr(self, name).strip():
+                raise ValueError(f"CHECKIN_{name.upper()} must not be empty")
+        for name in POSITIVE_LIMITS:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"CHECKIN_{name.upper()} must be positive")
+        if not 0 <= self.min_accuracy_m < self.max_accuracy_m:  # else every fix would be refused
+            raise ValueError("CHECKIN_MIN_ACCURACY_M must be at least 0 and below CHECKIN_MAX_ACCURACY_M")
+
+    @property
+    def docs_served(self) -> bool:
+        """Whether /docs, /redoc and /openapi.json are served: CHECKIN_PUBLIC_DOCS, else all but production."""
+        return self.public_docs if self.public_docs is not None else self.env != "production"
 
     @property
     def verification_key_set(self) -> bool:

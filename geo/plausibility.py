@@ -1,9 +1,10 @@
 """Cheap plausibility checks on one GPS fix, run before a check-in touches the database.
 
 `check_fix` returns the first reason to refuse the fix, in this order: OS-reported mock location,
-a 0 m accuracy (no real phone reports one, so it is taken as a spoofing signal), a timestamp in
-the future, a stale timestamp, and finally an accuracy radius worse than allowed. A negative
-accuracy (iOS's way of marking a fix invalid) is refused as `accuracy_too_low`.
+a 0 m accuracy or one finer than `min_accuracy_m` (no real phone reports one, so it is taken as a
+spoofing signal: `zero_accuracy`, `implausible_accuracy`), a timestamp in the future, a stale
+timestamp, and finally an accuracy radius worse than allowed. A negative accuracy (iOS's way of
+marking a fix invalid) is refused as `accuracy_too_low`.
 
 The checks that need the user's history, speed and cool-down, run in the database under the user's
 lock (migrations/sql/functions/too_fast.sql, whose speed formula is implied_speed.sql, and
@@ -22,6 +23,7 @@ class FixLimits:
     max_accuracy_m: float = 100.0
     max_age_s: float = 600.0
     max_future_skew_s: float = 30.0
+    min_accuracy_m: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,11 @@ def check_fix(
         return Rejection("mocked_location", {"signal": "os_reported"})
     if accuracy_m == 0:
         return Rejection("mocked_location", {"signal": "zero_accuracy"})
+    if 0 < accuracy_m < limits.min_accuracy_m:
+        return Rejection(
+            "mocked_location",
+            {"signal": "implausible_accuracy", "accuracy_m": accuracy_m, "min_accuracy_m": limits.min_accuracy_m},
+        )
 
     ahead_s = (observed_at - now).total_seconds()
     if ahead_s > limits.max_future_skew_s:

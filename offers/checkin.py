@@ -112,7 +112,9 @@ async def check_in(
         observed_at=req.observed_at,
         now=now,
         mocked=bool(req.mocked),
-        limits=FixLimits(settings.max_accuracy_m, settings.max_fix_age_s, settings.max_future_skew_s),
+        limits=FixLimits(
+            settings.max_accuracy_m, settings.max_fix_age_s, settings.max_future_skew_s, settings.min_accuracy_m
+        ),
     )
     in_flight_key, rate_key = _keys(user, key)
     redis_ok = redis.usable

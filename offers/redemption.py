@@ -2,12 +2,13 @@
 
 The work is one database call each (`redeem`, `void_redemption` in migrations/sql): the
 unlock's row lock makes concurrent redemptions of one code produce exactly one winner.
-Failed attempts are counted in Redis per staff member and per venue, so codes cannot be
-guessed at the till (a 60-bit code is out of reach anyway; this stops the attempt early).
+Failed attempts are counted in Redis per staff member (growing delays) and per merchant (a
+much higher ceiling), so codes cannot be guessed at the till while one person's typos never
+hold back a colleague (see "Guessing codes at the till" below).
 
 The look-up answers exactly what a redemption would say about a code, without redeeming:
 a code that is not this merchant's (unknown, another merchant's, malformed) is the same 404
-and counts as a guess in the same counters; this merchant's code whose campaign does not run
+and counts as a miss in the same counters; this merchant's code whose campaign does not run
 at the venue is the same 422 `venue_not_in_campaign`, not a guess (guessing a real code is
 the part a limit protects). So look-ups cannot be used to probe codes more cheaply than
 redemptions.
@@ -17,9 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -37,7 +42,6 @@ log = logging.getLogger(__name__)
 # Crockford base32 reads O as 0 and I/L as 1, so a code read aloud survives the usual confusions.
 _CONFUSABLE = str.maketrans({"O": "0", "I": "1", "L": "1"})
 _CODE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{12}$")
-FAILURE_WINDOW_S = 600
 
 REDEEM_SQL = text("SELECT redeem(:merchant, :code, :venue, :staff, :key, :fingerprint)")
 VOID_SQL = text("SELECT void_redemption(:merchant, :redemption, :admin, :reason, :window)")
@@ -51,36 +55,190 @@ def normalize_code(raw: str) -> str | None:
     return f"{compact[:4]}-{compact[4:8]}-{compact[8:]}"
 
 
-def _failure_keys(merchant: uuid.UUID, staff: str, venue: uuid.UUID) -> list[str]:
-    # The venue count is the merchant's own: any merchant can send any venue id, and must
-    # not be able to lock another merchant's till by guessing there.
-    return [f"rd:fail:staff:{merchant}:{staff}", f"rd:fail:venue:{merchant}:{venue}"]
+# Guessing codes at the till.
+#
+# A code is 60 random bits: 2^60 ≈ 1.15e18. Even with a million live codes, one guess hits with
+# p ≈ 1e6 / 1.15e18 ≈ 8.7e-13. The limits stop guessing early without ever standing between a
+# colleague and a valid code:
+# - Per staff member (the token's sub, within the merchant): the first
+#   `redemption_free_failures_per_staff` misses are free (typos), then each miss makes that
+#   person wait `redemption_first_delay_s` doubled per further miss, capped at
+#   `redemption_max_delay_s` (defaults 5 free, then 1 s, 2 s, 4 s … 256 s, 300 s). The misses are
+#   forgotten after `redemption_failure_memory_s` (900 s) without one, which is longer than the
+#   cap, so a guesser who waits out each delay is never forgotten: at most 86,400 / 300 = 288
+#   guesses a day, 1.05e5 a year, an expected 9e-8 hits a year.
+# - Per merchant, over all its staff and venues: `redemption_merchant_failures_per_10min` (200)
+#   misses, then every staff member of the merchant waits for the rest of the 10 minutes. One
+#   person can add at most 15 misses in 10 minutes (5 free, then 1 + 2 + … + 256 = 511 s of
+#   waiting for 9 more, 300 s for the next), so only about 14 people guessing flat out reach it.
+#   The ceiling allows 28,800 misses a day, 1.05e7 a year: an expected 9e-6 hits a year.
+#   Misses that raced past a person's wait (sent in parallel before the first miss was counted)
+#   grow that person's delay but do not count toward the merchant, so one person firing a burst
+#   cannot fill the ceiling and lock out the colleagues.
+# Each request reads once before (one pipeline) and, on a miss, writes once after (one script).
+#
+# When Redis does not answer, the same rules run in this process's memory (`_LocalGuesses`): per
+# process rather than shared, so with N processes a guesser gets up to N times the allowance, and
+# forgotten on restart. Unlimited, the window would still be harmless (at 1,000 misses a second,
+# a day of outage is 8.6e7 guesses: an expected 7.5e-5 hits), but a bounded one costs nothing.
+MERCHANT_WINDOW_S = 600
+
+# KEYS: the person's miss count, the person's wait, the merchant's miss count.
+# ARGV: free misses, first delay (ms), longest delay (ms), person memory (ms), merchant window (ms).
+_COUNT_FAILURE_LUA = """
+local raced = redis.call('EXISTS', KEYS[2]) == 1
+local misses = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local beyond = misses - tonumber(ARGV[1])
+if beyond > 0 then
+  local delay = math.min(tonumber(ARGV[2]) * 2 ^ math.min(beyond - 1, 40), tonumber(ARGV[3]))
+  redis.call('SET', KEYS[2], '1', 'PX', math.max(1, math.floor(delay)))
+end
+if not raced and redis.call('INCR', KEYS[3]) == 1 then
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+end
+return misses
+"""
 
 
-async def _refuse_if_guessing(redis: RedisState, settings: Settings, keys: list[str]) -> None:
-    if not redis.usable:
-        return
-    try:
-        counts = await redis.client.mget(keys)
-    except (RedisError, OSError) as exc:
-        redis.failed(exc)
-        return
-    redis.answered()
-    if any(int(c or 0) >= settings.redemption_failures_per_10min for c in counts):
-        raise TooManyRequests(FAILURE_WINDOW_S, "too many failed redemption attempts; wait before trying again")
+@dataclass(frozen=True)
+class GuessKeys:
+    """Redis keys of one staff member's misses and wait, and of their merchant's misses."""
+
+    misses: str
+    wait: str
+    merchant: str
 
 
-async def _count_failure(redis: RedisState, keys: list[str]) -> None:
-    if not redis.usable:
-        return
-    try:
-        async with redis.client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.incr(key)
-                pipe.expire(key, FAILURE_WINDOW_S, nx=True)
-            await pipe.execute()
-    except (RedisError, OSError) as exc:
-        redis.failed(exc)
+def guess_keys(merchant: uuid.UUID, staff: str) -> GuessKeys:
+    # Per merchant, never per venue: any merchant can send any venue id, so a venue-wide count
+    # would let one merchant's guesses touch another's till.
+    person = f"rd:guess:{merchant}:staff:{staff}"
+    return GuessKeys(f"{person}:misses", f"{person}:wait", f"rd:guess:{merchant}:all")
+
+
+def delay_after(misses: int, settings: Settings) -> float:
+    """Seconds a staff member waits after their `misses`-th miss (0 while misses are free)."""
+    beyond = misses - settings.redemption_free_failures_per_staff
+    if beyond <= 0:
+        return 0.0
+    return float(min(settings.redemption_first_delay_s * 2 ** min(beyond - 1, 40), settings.redemption_max_delay_s))
+
+
+def _too_many(wait_s: float) -> TooManyRequests:
+    return TooManyRequests(math.ceil(wait_s), "too many failed redemption attempts; wait before trying another code")
+
+
+@dataclass
+class _Person:
+    misses: int = 0
+    last_miss: float = 0.0
+    wait_until: float = 0.0
+
+
+@dataclass
+class _Merchant:
+    misses: int = 0
+    window_ends: float = 0.0
+
+
+class _LocalGuesses:
+    """The Redis rules in this process's memory, for while Redis does not answer. Bounded: past
+    MAX_ENTRIES the least recently missed are dropped (a flood of made-up staff ids cannot grow it)."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self.people: OrderedDict[tuple[uuid.UUID, str], _Person] = OrderedDict()
+        self.merchants: OrderedDict[uuid.UUID, _Merchant] = OrderedDict()
+
+    def wait_s(self, settings: Settings, merchant: uuid.UUID, staff: str, now: float) -> float:
+        waits = [0.0]
+        person = self.people.get((merchant, staff))
+        if person is not None:
+            waits.append(person.wait_until - now)
+        count = self.merchants.get(merchant)
+        if (
+            count is not None
+            and count.window_ends > now
+            and count.misses >= settings.redemption_merchant_failures_per_10min
+        ):
+            waits.append(count.window_ends - now)
+        return max(waits)
+
+    def count(self, settings: Settings, merchant: uuid.UUID, staff: str, now: float) -> None:
+        person = self.people.pop((merchant, staff), None) or _Person()
+        if now - person.last_miss > settings.redemption_failure_memory_s:
+            person = _Person()
+        raced = person.wait_until > now
+        person.misses += 1
+        person.last_miss = now
+        if (delay := delay_after(person.misses, settings)) > 0:
+            person.wait_until = now + delay
+        self.people[(merchant, staff)] = person
+        if not raced:
+            count = self.merchants.pop(merchant, None)
+            if count is None or count.window_ends <= now:
+                count = _Merchant(window_ends=now + MERCHANT_WINDOW_S)
+            count.misses += 1
+            self.merchants[merchant] = count
+        for table in (self.people, self.merchants):
+            while len(table) > self.MAX_ENTRIES:
+                table.popitem(last=False)
+
+
+LOCAL_GUESSES = _LocalGuesses()
+
+
+async def _refuse_if_guessing(
+    redis: RedisState, settings: Settings, merchant: uuid.UUID, staff: str, keys: GuessKeys
+) -> None:
+    """429 with the real remaining wait when this staff member, or their merchant, must wait."""
+    if redis.usable:
+        try:
+            async with redis.client.pipeline(transaction=False) as pipe:
+                pipe.pttl(keys.wait)
+                pipe.get(keys.merchant)
+                pipe.pttl(keys.merchant)
+                person_ms, merchant_misses, merchant_ms = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            redis.failed(exc)
+        else:
+            redis.answered()
+            wait_ms = max(0, person_ms)
+            if int(merchant_misses or 0) >= settings.redemption_merchant_failures_per_10min:
+                wait_ms = max(wait_ms, merchant_ms)
+            if wait_ms > 0:
+                raise _too_many(wait_ms / 1000)
+            return
+    wait_s = LOCAL_GUESSES.wait_s(settings, merchant, staff, time.monotonic())
+    if wait_s > 0:
+        raise _too_many(wait_s)
+
+
+async def _count_failure(
+    redis: RedisState, settings: Settings, merchant: uuid.UUID, staff: str, keys: GuessKeys
+) -> None:
+    if redis.usable:
+        try:
+            await redis.client.eval(
+                _COUNT_FAILURE_LUA,
+                3,
+                keys.misses,
+                keys.wait,
+                keys.merchant,
+                settings.redemption_free_failures_per_staff,
+                round(settings.redemption_first_delay_s * 1000),
+                round(settings.redemption_max_delay_s * 1000),
+                settings.redemption_failure_memory_s * 1000,
+                MERCHANT_WINDOW_S * 1000,
+            )
+        except (RedisError, OSError) as exc:
+            redis.failed(exc)
+        else:
+            redis.answered()
+            return
+    LOCAL_GUESSES.count(settings, merchant, staff, time.monotonic())
 
 
 class UnknownOutcome(RuntimeError):
@@ -159,11 +317,11 @@ async def redeem_code(
     venue: uuid.UUID,
     idempotency_key: str | None,
 ) -> dict[str, Any]:
-    keys = _failure_keys(merchant, staff, venue)
-    await _refuse_if_guessing(redis, settings, keys)
+    keys = guess_keys(merchant, staff)
+    await _refuse_if_guessing(redis, settings, merchant, staff, keys)
     code = normalize_code(raw_code)
     if code is None:
-        await _count_failure(redis, keys)
+        await _count_failure(redis, settings, merchant, staff, keys)
         raise no_such_code()
     fingerprint = hashlib.sha256(f"{code}|{venue}".encode()).hexdigest()
     result = (
@@ -183,7 +341,7 @@ async def redeem_code(
         return redeem_answer(result)
     except NotFound:
         # Only a code that does not exist (for this merchant) counts as a guess.
-        await _count_failure(redis, keys)
+        await _count_failure(redis, settings, merchant, staff, keys)
         raise
 
 
@@ -236,14 +394,14 @@ async def look_up_code(
     venue: uuid.UUID,
 ) -> dict[str, Any]:
     """The code's offer and state, changing nothing but the guess counters on a miss."""
-    keys = _failure_keys(merchant, staff, venue)
-    await _refuse_if_guessing(redis, settings, keys)
+    keys = guess_keys(merchant, staff)
+    await _refuse_if_guessing(redis, settings, merchant, staff, keys)
     code = normalize_code(raw_code)
     row = None
     if code is not None:
         row = (await conn.execute(LOOKUP_SQL, {"merchant": merchant, "code": code, "venue": venue})).mappings().first()
     if row is None:
-        await _count_failure(redis, keys)
+        await _count_failure(redis, settings, merchant, staff, keys)
         raise no_such_code()
     if not row["at_venue"]:
         raise wrong_venue()

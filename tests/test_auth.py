@@ -3,6 +3,7 @@ every endpoint, the refusal of unsafe settings, an RS256 deployment and the `tok
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -15,15 +16,17 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import ValidationError
 
+from api.app import create_app
 from core.auth import Role, verify_token
 from core.errors import Unauthorized
-from core.settings import DEV_JWT_SECRET, Settings
+from core.settings import DEV_JWT_SECRET, POSITIVE_LIMITS, Settings, weak_secret_reason
 from tests.test_errors_and_limits import assert_problem
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,6 +201,34 @@ def test_expiry_within_the_leeway_and_an_audience_list_are_accepted(http, settin
         token = _hmac_by_hand(_claims(settings, **overrides), settings.jwt_secret.encode())
         r = http.get("/v1/me/offers", headers=_bearer(token))
         assert r.status_code == 200, (overrides, r.text)
+
+
+def test_a_token_living_longer_than_the_maximum_lifetime_is_refused(http, settings):
+    now = int(time.time())
+    longest = settings.jwt_max_lifetime_s
+
+    def status(iat: int, exp: int) -> int:
+        token = _hmac_by_hand(_claims(settings, iat=iat, exp=exp), settings.jwt_secret.encode())
+        return http.get("/v1/me/offers", headers=_bearer(token)).status_code
+
+    assert status(now, now + longest) == 200
+    assert status(now - 60, now - 60 + longest) == 200
+    token = _hmac_by_hand(_claims(settings, iat=now, exp=now + longest + 1), settings.jwt_secret.encode())
+    r = http.get("/v1/me/offers", headers=_bearer(token))
+    assert_problem(r, 401, "invalid_token")
+    assert "lifetime" in r.json()["detail"]
+    assert status(now - 3600, now + 365 * 86400) == 401  # a year-long token
+
+
+def test_the_maximum_lifetime_follows_the_setting(no_key_env):
+    settings = Settings(jwt_secret=GOOD_SECRET, jwt_max_lifetime_s=600)
+    now = int(time.time())
+    assert _verdict(jwt.encode(_claims(settings, exp=now + 600), GOOD_SECRET, algorithm="HS256"), settings) == (
+        "accepted"
+    )
+    assert _verdict(jwt.encode(_claims(settings, exp=now + 601), GOOD_SECRET, algorithm="HS256"), settings) == (
+        "invalid_token"
+    )
 
 
 def test_problem_detail_never_echoes_the_token(http, settings):
@@ -411,6 +442,108 @@ def test_a_public_key_that_does_not_fit_the_algorithm_is_refused(no_key_env):
     assert Settings(jwt_public_key=ec_pem, jwt_algorithm="ES256").algorithm == "ES256"
 
 
+GOOD_SECRET = "a-real-production-secret-of-32-bytes+"
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        ("x" * 40, "fewer than 16 distinct characters"),
+        ("0123456789" * 4, "fewer than 16 distinct characters"),
+        ("0123456789abcdef" * 3, "one shorter string repeated"),
+        ("Tr0ub4dor&3-correct-horse" * 2, "one shorter string repeated"),
+    ],
+)
+@pytest.mark.parametrize("env", ["test", "production"])
+def test_outside_development_a_guessable_secret_is_refused(no_key_env, env, secret, reason):
+    with pytest.raises(ValidationError, match=reason):
+        Settings(env=env, jwt_secret=secret)
+    assert Settings(env="development", jwt_secret=secret).jwt_secret == secret  # a developer's own machine
+    assert weak_secret_reason(GOOD_SECRET) is None
+    assert weak_secret_reason(GOOD_SECRET + "x") is None  # repeats inside are fine; only a whole repetition is not
+
+
+@pytest.mark.parametrize(
+    ("env", "url", "allowed"),
+    [
+        ("production", "https://idp.example.com/.well-known/jwks.json", True),
+        ("production", "http://idp.example.com/.well-known/jwks.json", False),
+        ("production", "http://127.0.0.1:8080/jwks.json", False),
+        ("production", "https:///jwks.json", False),
+        ("production", "ftp://idp.example.com/jwks.json", False),
+        ("test", "http://127.0.0.1:8080/jwks.json", True),
+        ("test", "http://localhost/jwks.json", True),
+        ("test", "http://idp.example.com/jwks.json", False),
+        ("development", "http://idp.example.com/jwks.json", True),
+    ],
+)
+def test_a_jwks_url_must_be_https_but_loopback_http_in_test(no_key_env, env, url, allowed):
+    if allowed:
+        assert Settings(env=env, jwks_url=url).jwks_url == url
+    else:
+        with pytest.raises(ValidationError, match="CHECKIN_JWKS_URL must be https"):
+            Settings(env=env, jwks_url=url)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"jwt_leeway_s": 301}, "CHECKIN_JWT_LEEWAY_S must be between 0 and 300"),
+        ({"jwt_leeway_s": -1}, "CHECKIN_JWT_LEEWAY_S must be between 0 and 300"),
+        ({"jwt_audience": ""}, "CHECKIN_JWT_AUDIENCE must not be empty"),
+        ({"jwt_issuer": "  "}, "CHECKIN_JWT_ISSUER must not be empty"),
+        ({"min_accuracy_m": 100.0}, "CHECKIN_MIN_ACCURACY_M must be at least 0 and below"),
+        ({"min_accuracy_m": -1.0}, "CHECKIN_MIN_ACCURACY_M must be at least 0 and below"),
+        *(
+            pytest.param({name: value}, f"CHECKIN_{name.upper()} must be positive", id=f"{name}={value}")
+            for name in POSITIVE_LIMITS
+            for value in (0, -1)
+        ),
+    ],
+)
+def test_outside_development_unsafe_limits_are_refused(no_key_env, overrides, message):
+    with pytest.raises(ValidationError, match=message):
+        Settings(env="production", jwt_secret=GOOD_SECRET, **overrides)
+    Settings(env="development", jwt_secret=GOOD_SECRET, **overrides)  # refused only outside development
+
+
+def test_a_leeway_at_its_edges_is_accepted(no_key_env):
+    for leeway in (0, 300):
+        assert Settings(env="production", jwt_secret=GOOD_SECRET, jwt_leeway_s=leeway).jwt_leeway_s == leeway
+
+
+def test_the_longest_redemption_delay_must_be_shorter_than_the_memory_of_misses(no_key_env):
+    with pytest.raises(ValidationError, match="MAX_DELAY_S must be shorter"):
+        Settings(redemption_max_delay_s=900, redemption_failure_memory_s=900)
+    for field in ("redemption_first_delay_s", "redemption_merchant_failures_per_10min"):
+        with pytest.raises(ValidationError, match=field):
+            Settings(**{field: 0})
+
+
+def test_public_docs_default_to_off_in_production_alone(no_key_env):
+    assert Settings(env="development").docs_served
+    assert Settings(env="test", jwt_secret=GOOD_SECRET).docs_served
+    assert not Settings(env="production", jwt_secret=GOOD_SECRET).docs_served
+    assert Settings(env="production", jwt_secret=GOOD_SECRET, public_docs=True).docs_served
+    assert not Settings(env="test", jwt_secret=GOOD_SECRET, public_docs=False).docs_served
+
+
+def test_without_public_docs_the_docs_and_the_document_are_not_served(http, settings, monkeypatch):
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert http.get(path).status_code == 200, path  # the test service serves them
+    monkeypatch.setattr(settings, "public_docs", False)
+
+    async def statuses() -> dict[str, int]:
+        # No lifespan: it would close the engine and Redis client this process's service shares.
+        transport = httpx.ASGITransport(app=create_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://docs.test") as client:
+            return {
+                path: (await client.get(path)).status_code for path in ("/docs", "/redoc", "/openapi.json", "/healthz")
+            }
+
+    assert asyncio.run(statuses()) == {"/docs": 404, "/redoc": 404, "/openapi.json": 404, "/healthz": 200}
+
+
 def _verdict(token: str, settings: Settings) -> str:
     try:
         verify_token(token, settings)
@@ -478,3 +611,83 @@ def test_the_token_command_refuses_a_merchant_role_without_a_merchant():
     assert done.returncode == 2
     assert done.stdout == ""
     assert "merchant" in done.stderr
+
+
+# --- authentication before the body ----------------------------------------------------------------
+
+
+def _operations_with_a_body() -> list[tuple[str, str]]:
+    """Every API operation that takes a body, from the app's own routes (through its document), so a
+    new endpoint is covered without touching this test."""
+    from api.main import app
+
+    found = [
+        (method.upper(), re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path))
+        for path, item in app.openapi()["paths"].items()
+        for method, operation in item.items()
+        if path.startswith("/v1/") and "requestBody" in operation
+    ]
+    assert ("POST", "/v1/checkins") in found and len(found) >= 10, found
+    return found
+
+
+MALFORMED = {"content": b'{"name": "unterminated', "headers": {"Content-Type": "application/json"}}
+
+
+def test_an_anonymous_or_badly_signed_request_is_401_before_its_body_is_read(world, settings):
+    forged = _hmac_by_hand(_claims(settings), b"not-the-secret-of-this-deployment-0123456789")
+    for method, path in _operations_with_a_body():
+        r = world.http.request(method, path, content=MALFORMED["content"], headers=MALFORMED["headers"])
+        assert_problem(r, 401, "missing_token")
+        assert r.headers["www-authenticate"] == "Bearer"
+        r = world.http.request(
+            method, path, content=MALFORMED["content"], headers={**MALFORMED["headers"], **_bearer(forged)}
+        )
+        assert_problem(r, 401, "invalid_token")
+
+
+def test_a_wrong_role_is_403_before_the_body_is_read_and_a_right_role_reads_it(world):
+    m = world.merchant()
+    roles = {
+        "app_user": world.user(),
+        "platform_admin": world.headers("platform_admin"),
+        "merchant_admin": m.admin,
+        "merchant_staff": m.staff,
+        "marketer": m.marketer,
+    }
+    for method, path in _operations_with_a_body():
+        outcomes = {}
+        for role, headers in roles.items():
+            r = world.http.request(
+                method, path, content=MALFORMED["content"], headers={**MALFORMED["headers"], **headers}
+            )
+            if r.status_code == 403:
+                assert_problem(r, 403, "forbidden_role")
+            else:  # an admitted role: now the body is read, and it is not JSON
+                problem = assert_problem(r, 422, "validation_error")
+                assert [e["code"] for e in problem["errors"]] == ["json_invalid"], (path, role, problem)
+            outcomes[role] = r.status_code
+        assert 403 in outcomes.values() and 422 in outcomes.values(), (method, path, outcomes)
+
+
+def test_the_token_is_verified_once_per_request(world, monkeypatch):
+    import api.deps
+
+    calls = []
+    real = api.deps.verify_token
+
+    def counting(token, settings):
+        calls.append(token)
+        return real(token, settings)
+
+    monkeypatch.setattr(api.deps, "verify_token", counting)
+    m = world.merchant()
+    circle = {"type": "Circle", "center": list(world.spot()), "radius_m": 50}
+    for method, path, body in (
+        ("POST", "/v1/venues", {"name": "Once", "geofence": circle}),  # checked before the body
+        ("GET", "/v1/venues", None),  # no body: checked by the dependency
+    ):
+        calls.clear()
+        r = world.http.request(method, path, json=body, headers=m.admin)
+        assert r.status_code in (200, 201), r.text
+        assert len(calls) == 1, (method, path, len(calls))

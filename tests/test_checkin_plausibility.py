@@ -115,6 +115,18 @@ def test_accuracy_above_the_limit(world, db, settings):
     assert body["venue"]["id"] == venue["id"]  # still matched, so the merchant sees the attempt
 
 
+def test_the_minimum_accuracy_follows_the_setting(world, db, monkeypatch, settings):
+    venue = open_venue(world)
+    assert checkin(world, world.user(), venue["center"], accuracy_m=1)["status"] == "accepted"  # the minimum itself
+    monkeypatch.setattr(settings, "min_accuracy_m", 3.0)
+
+    sub, user = new_user(world)
+    body = checkin(world, user, venue["center"], accuracy_m=2)
+
+    assert_rejected_and_recorded(db, sub, body, "mocked_location")
+    assert body["detail"] == {"signal": "implausible_accuracy", "accuracy_m": 2, "min_accuracy_m": 3.0}
+
+
 def test_accuracy_at_the_limit_is_accepted(world, settings):
     venue = open_venue(world)
     body = checkin(world, world.user(), venue["center"], accuracy_m=settings.max_accuracy_m)
@@ -232,13 +244,20 @@ def test_venue_mismatch_for_an_unknown_named_venue(world, db):
     assert db.execute("SELECT count(*) AS n FROM unlocks WHERE user_id = %s", (sub,)).fetchone()["n"] == 0
 
 
-@pytest.mark.parametrize(("extra", "signal"), [({"mocked": True}, "os_reported"), ({"accuracy_m": 0}, "zero_accuracy")])
-def test_mocked_location(world, db, extra, signal):
+@pytest.mark.parametrize(
+    ("extra", "detail"),
+    [
+        ({"mocked": True}, {"signal": "os_reported"}),
+        ({"accuracy_m": 0}, {"signal": "zero_accuracy"}),
+        ({"accuracy_m": 0.4}, {"signal": "implausible_accuracy", "accuracy_m": 0.4, "min_accuracy_m": 1.0}),
+    ],
+)
+def test_mocked_location(world, db, extra, detail):
     venue = open_venue(world)
     sub, user = new_user(world)
     body = checkin(world, user, venue["center"], **extra)
     assert_rejected_and_recorded(db, sub, body, "mocked_location")
-    assert body["detail"] == {"signal": signal}
+    assert body["detail"] == detail
     assert db.execute("SELECT mocked FROM checkins WHERE id = %s", (body["id"],)).fetchone()["mocked"] is (
         extra.get("mocked")
     )

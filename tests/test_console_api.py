@@ -13,7 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from api.console.till import problem_message
 from api.routes.codes import _MaskCodes
+from core.errors import TooManyRequests
 from geo.timezones import fence_position, offsets, venue_timezone, zone_at
 from tests.factories import near, offer_body
 from tests.test_errors_and_limits import assert_problem, fields
@@ -136,7 +138,8 @@ def test_a_miss_is_the_same_404_as_a_failed_redemption(world, till):
 
 
 def test_a_code_for_another_venue_is_the_redemptions_422_and_no_guess(world, till, monkeypatch, settings):
-    monkeypatch.setattr(settings, "redemption_failures_per_10min", 2)
+    monkeypatch.setattr(settings, "redemption_free_failures_per_staff", 0)  # a single miss would mean a wait
+    monkeypatch.setattr(settings, "redemption_merchant_failures_per_10min", 1)
     m, v = till
     elsewhere = world.venue(m)
     code = unlocked(world, v)["code"]
@@ -150,22 +153,38 @@ def test_a_code_for_another_venue_is_the_redemptions_422_and_no_guess(world, til
 
 
 def test_look_up_misses_and_failed_redemptions_share_the_guessing_limit(world, till, monkeypatch, settings):
-    monkeypatch.setattr(settings, "redemption_failures_per_10min", 3)
+    monkeypatch.setattr(settings, "redemption_free_failures_per_staff", 2)
+    monkeypatch.setattr(settings, "redemption_first_delay_s", 30.0)
     m, v = till
     staff = world.headers("merchant_staff", merchant_id=m.id)
     code = unlocked(world, v)["code"]
 
     assert look_up(world, staff, "ZZZZ-ZZZZ-ZZZZ", v["id"]).status_code == 404
     assert redeem(world, staff, "ZZZZ-ZZZZ-ZZZY", v["id"]).status_code == 404
-    assert look_up(world, staff, "nonsense", v["id"]).status_code == 404
+    assert look_up(world, staff, "nonsense", v["id"]).status_code == 404  # the third miss: a 30 s wait
 
     limited = look_up(world, staff, code, v["id"])
     assert_problem(limited, 429, "rate_limited")
-    assert 1 <= int(limited.headers["Retry-After"]) <= 600
+    assert 29 <= int(limited.headers["Retry-After"]) <= 30
     assert_problem(redeem(world, staff, code, v["id"]), 429, "rate_limited")
-    # the venue's count is full too: a colleague at this venue is held back; at another venue not
+    # one person's misses hold back no colleague at the same venue, looking up or redeeming
     colleague = world.headers("merchant_staff", merchant_id=m.id)
-    assert look_up(world, colleague, code, v["id"]).status_code == 429
+    assert look_up(world, colleague, code, v["id"]).status_code == 200
+    assert redeem(world, colleague, code, v["id"]).status_code == 201
+
+
+def test_the_merchant_ceiling_counts_look_up_misses_of_all_staff(world, till, monkeypatch, settings):
+    monkeypatch.setattr(settings, "redemption_merchant_failures_per_10min", 4)
+    m, v = till
+    code = unlocked(world, v)["code"]
+    for _ in range(4):  # 4 people, one miss each: nobody's own limit is near
+        person = world.headers("merchant_staff", merchant_id=m.id)
+        assert look_up(world, person, "ZZZZ-ZZZZ-ZZZZ", v["id"]).status_code == 404
+
+    limited = look_up(world, world.headers("merchant_staff", merchant_id=m.id), code, v["id"])
+
+    assert_problem(limited, 429, "rate_limited")
+    assert 570 <= int(limited.headers["Retry-After"]) <= 600
 
 
 def test_a_look_up_needs_a_venue_and_a_till_role(world, till):
@@ -462,3 +481,13 @@ def test_access_logs_show_a_looked_up_codes_last_4_characters_only():
     record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d', args, None)
     assert _MaskCodes().filter(record)
     assert record.getMessage() == '127.0.0.1:5000 - "GET /v1/codes/****9rtw?venue_id=1 HTTP/1.1" 200'
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "shown"),
+    [(1, "wait 1 second "), (4, "wait 4 seconds"), (89, "wait 89 seconds"), (240, "wait 4 minutes")],
+)
+def test_the_till_shows_the_real_wait(retry_after, shown):
+    message = problem_message(TooManyRequests(retry_after), venue=None)
+
+    assert message.kind == "waiting" and shown in message.text

@@ -192,9 +192,10 @@ def test_the_till_says_why_a_code_is_refused(http, world, db, shop, monkeypatch,
     db.execute("UPDATE unlocks SET expires_at = now() - interval '1 minute' WHERE id = %s", [expired["unlock_id"]])
     assert "Expired at" in look(expired["code"])
     assert "Not found" in look("ZZZZ-ZZZZ-ZZZZ")
-    monkeypatch.setattr(settings, "redemption_failures_per_10min", 2)
+    monkeypatch.setattr(settings, "redemption_free_failures_per_staff", 1)
+    monkeypatch.setattr(settings, "redemption_first_delay_s", 120.0)
     assert "Not found" in look("ZZZZ-ZZZZ-ZZZY")
-    assert "Too many attempts" in look(unlocked_code(world, kiosk)["code"])
+    assert "Too many attempts: wait 2 minutes" in look(unlocked_code(world, kiosk)["code"])
 
 
 def test_the_till_is_for_staff_and_admins_at_their_own_venues(http, world, shop):

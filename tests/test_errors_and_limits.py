@@ -179,13 +179,16 @@ def test_a_chunked_body_over_the_limit_is_413(world, settings):
     for path, headers in (
         ("/v1/venues", m.admin),
         ("/v1/checkins", {**world.user(), "Idempotency-Key": "k-1"}),
-        ("/v1/merchants", {}),
+        ("/v1/merchants", world.headers("platform_admin")),
     ):
         r = world.http.post(path, content=chunks(), headers={**headers, "Content-Type": "application/json"})
         assert "content-length" not in r.request.headers
         assert r.request.headers["transfer-encoding"] == "chunked"
         assert_problem(r, 413, "payload_too_large")
         assert r.headers["connection"] == "close"
+    # Anonymous, a streamed body is never read: 401 comes first (Content-Length over the limit is 413 at once).
+    r = world.http.post("/v1/merchants", content=chunks(), headers={"Content-Type": "application/json"})
+    assert_problem(r, 401, "missing_token")
 
 
 def test_a_body_at_the_limit_is_parsed(world, settings):
@@ -215,3 +218,34 @@ def test_page_sizes_are_bounded(world):
         assert world.http.get(f"{path}{joiner}limit=100", headers=headers).status_code == 200
     r = world.http.get("/v1/venues?cursor=not-a-uuid", headers=m.admin)
     assert fields(assert_problem(r, 422, "validation_error")) == ["cursor"]
+
+
+# --- the contract lists the limits ------------------------------------------------------------------
+
+
+def test_the_contract_lists_the_limits_and_retry_after():
+    from api.main import app
+
+    document = app.openapi()
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    seen_429 = 0
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            expected = {"431"} | ({"400", "413"} if "requestBody" in operation else set())
+            for status in expected:
+                assert status in responses, f"{method.upper()} {path}: {status} not documented"
+                assert responses[status]["content"] == problem, (path, method, status)
+            if "429" in responses:
+                seen_429 += 1
+                header = responses["429"]["headers"]["Retry-After"]
+                assert header["schema"] == {"type": "integer", "minimum": 1}, (path, method)
+    assert seen_429 >= 5  # the rate-limited operations: check-ins, redemptions, code look-ups, ...
+
+
+def test_a_body_that_is_not_utf8_json_is_400_as_documented(world):
+    m = world.merchant()
+    r = world.http.post(
+        "/v1/venues", content=b'{"name": "\xff\xfe"}', headers={**m.admin, "Content-Type": "application/json"}
+    )
+    assert_problem(r, 400, "bad_request")

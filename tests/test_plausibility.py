@@ -38,6 +38,20 @@ def test_zero_accuracy_is_a_spoofing_signal_before_timestamps() -> None:
     assert check(accuracy_m=0, age_s=3600) == Rejection("mocked_location", {"signal": "zero_accuracy"})
 
 
+@pytest.mark.parametrize("accuracy_m", [0.001, 0.5, 0.999])
+def test_accuracy_finer_than_any_phone_is_a_spoofing_signal_before_timestamps(accuracy_m: float) -> None:
+    assert check(accuracy_m=accuracy_m, age_s=3600) == Rejection(
+        "mocked_location", {"signal": "implausible_accuracy", "accuracy_m": accuracy_m, "min_accuracy_m": 1.0}
+    )
+
+
+def test_min_accuracy_is_inclusive_and_follows_the_limits() -> None:
+    assert check(accuracy_m=LIMITS.min_accuracy_m) is None
+    assert check(accuracy_m=2.5, limits=FixLimits(min_accuracy_m=3)) == Rejection(
+        "mocked_location", {"signal": "implausible_accuracy", "accuracy_m": 2.5, "min_accuracy_m": 3}
+    )
+
+
 def test_future_timestamp_beyond_skew_is_refused_before_accuracy() -> None:
     assert check(age_s=-42, accuracy_m=500) == Rejection(
         "future_timestamp", {"ahead_s": 42.0, "max_future_skew_s": 30.0}
@@ -93,6 +107,7 @@ def test_timestamps_in_other_zones_compare_as_instants() -> None:
     [
         {"mocked": True},
         {"accuracy_m": 0},
+        {"accuracy_m": 0.5},
         {"age_s": -42},
         {"age_s": 900},
         {"accuracy_m": 250},

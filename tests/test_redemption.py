@@ -4,14 +4,18 @@ isolation, guessing limits, and the void that records instead of erasing."""
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
+import redis as redis_lib
 
 from core.errors import Conflict, Gone, NotFound, ProblemError, ValidationFailed
+from core.settings import Settings
 from offers import redemption
+from tests.test_redis_outage import redis_at
 
 PARALLEL = 16
 
@@ -244,54 +248,134 @@ def test_keys_belong_to_their_staff_member(world, till):
     assert first.json()["unlock_id"] != second.json()["unlock_id"]
 
 
-# Guessing limits
+# Guessing limits (offers/redemption.py, "Guessing codes at the till")
 
 
 @pytest.fixture
-def low_failure_limit(monkeypatch, settings):
-    monkeypatch.setattr(settings, "redemption_failures_per_10min", 3)
-    return 3
+def guess_limits(monkeypatch, settings):
+    """2 free misses per staff member, then 60 s doubling to 240 s; the merchant's ceiling at 8."""
+    for name, value in {
+        "redemption_free_failures_per_staff": 2,
+        "redemption_first_delay_s": 60.0,
+        "redemption_max_delay_s": 240.0,
+        "redemption_merchant_failures_per_10min": 8,
+    }.items():
+        monkeypatch.setattr(settings, name, value)
+    return settings
+
+
+@pytest.fixture
+def redis_db(redis_url):
+    """The test Redis, to read and age the limiter's keys the way time would."""
+    client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
 
 
 def _guess(world, headers, venue_id):
     return redeem(world, headers, f"ZZZZ-{uuid.uuid4().hex[:4].upper()}-ZZZZ", venue_id)
 
 
-def test_failed_guesses_are_limited_per_staff_member(world, till, low_failure_limit):
+def _miss(world, headers, venue_id, times):
+    for _ in range(times):
+        r = _guess(world, headers, venue_id)
+        assert r.status_code == 404, r.text
+
+
+def _staff(world, m, sub=None):
+    return world.headers("merchant_staff", sub=sub, merchant_id=m.id)
+
+
+def _retry_after(r) -> int:
+    assert r.status_code == 429, r.text
+    assert r.json()["code"] == "rate_limited"
+    assert r.json()["retry_after"] == int(r.headers["Retry-After"])
+    return int(r.headers["Retry-After"])
+
+
+def test_one_staff_members_misses_never_hold_back_a_colleague_at_the_same_venue(world, till, guess_limits):
     m, v, _ = till
-    staff = world.headers("merchant_staff", merchant_id=m.id)
-    for _ in range(low_failure_limit):
-        assert _guess(world, staff, v["id"]).status_code == 404
+    clumsy, colleague = _staff(world, m), _staff(world, m)
+    _miss(world, clumsy, v["id"], 3)  # 2 free, the third starts a wait
     code = unlocked_code(world, m, v)["code"]
 
-    limited = redeem(world, staff, code, v["id"])
+    assert _retry_after(redeem(world, clumsy, code, v["id"])) == 60
 
-    assert limited.status_code == 429, limited.text
-    assert limited.json()["code"] == "rate_limited"
-    assert 1 <= int(limited.headers["Retry-After"]) <= 600
-    # The same staff member is limited at another venue too; a colleague elsewhere is not.
-    other_venue = world.venue(m)
-    world.campaign(m, [other_venue["id"]])
-    assert redeem(world, staff, unlocked_code(world, m, other_venue)["code"], other_venue["id"]).status_code == 429
-    colleague = world.headers("merchant_staff", merchant_id=m.id)
-    assert redeem(world, colleague, unlocked_code(world, m, other_venue)["code"], other_venue["id"]).status_code == 201
+    assert redeem(world, colleague, code, v["id"]).status_code == 201
+    # The clumsy one waits at every venue of the merchant, not only this one.
+    elsewhere = world.venue(m)
+    world.campaign(m, [elsewhere["id"]])
+    assert _retry_after(redeem(world, clumsy, unlocked_code(world, m, elsewhere)["code"], elsewhere["id"])) == 60
 
 
-def test_failed_guesses_are_limited_per_venue(world, till, low_failure_limit):
+def test_a_staff_member_waits_a_growing_delay_and_retry_after_is_the_time_left(world, till, guess_limits, redis_db):
     m, v, _ = till
-    for _ in range(low_failure_limit):  # a different staff member each time: only the venue adds up
-        assert _guess(world, world.headers("merchant_staff", merchant_id=m.id), v["id"]).status_code == 404
+    sub = f"staff-{uuid.uuid4().hex[:8]}"
+    staff = _staff(world, m, sub)
+    wait_key = redemption.guess_keys(uuid.UUID(m.id), sub).wait
+    code = unlocked_code(world, m, v)["code"]
+    _miss(world, staff, v["id"], 2)
+    assert redis_db.exists(wait_key) == 0  # the free misses cost no wait
 
-    r = redeem(world, world.headers("merchant_staff", merchant_id=m.id), unlocked_code(world, m, v)["code"], v["id"])
+    waits = []
+    for _ in range(4):
+        _miss(world, staff, v["id"], 1)
+        waits.append(_retry_after(redeem(world, staff, code, v["id"])))
+        redis_db.pexpire(wait_key, 1)  # the wait is over, as if that time had passed
+        time.sleep(0.01)
 
-    assert r.status_code == 429, r.text
-    assert "Retry-After" in r.headers
+    assert waits == [60, 120, 240, 240]  # doubling, capped at the longest delay
+    _miss(world, staff, v["id"], 1)
+    redis_db.pexpire(wait_key, 7_500)  # part of the wait has passed
+    assert _retry_after(redeem(world, staff, code, v["id"])) == 8
+    # Refused attempts are not misses: they neither lengthen nor restart the wait.
+    assert _retry_after(_guess(world, staff, v["id"])) == 8
+    assert 0 < redis_db.pttl(wait_key) <= 7_500
+    redis_db.pexpire(wait_key, 1)
+    time.sleep(0.01)
+    assert redeem(world, staff, code, v["id"]).status_code == 201  # after the wait, a valid code goes through
 
 
-def test_another_merchants_guesses_do_not_lock_a_venue(world, till, low_failure_limit):
+def test_the_merchant_ceiling_stops_many_staff_guessing_together(world, till, guess_limits, redis_db):
+    m, v, _ = till
+    elsewhere = world.venue(m)
+    world.campaign(m, [elsewhere["id"]])
+    for venue in (v, elsewhere, v, elsewhere):  # 4 people, 2 misses each (within their free ones)
+        _miss(world, _staff(world, m), venue["id"], 2)
+    fresh = _staff(world, m)  # never missed
+
+    wait = _retry_after(redeem(world, fresh, unlocked_code(world, m, v)["code"], v["id"]))
+
+    assert redemption.MERCHANT_WINDOW_S - 30 <= wait <= redemption.MERCHANT_WINDOW_S
+    assert _retry_after(redeem(world, fresh, unlocked_code(world, m, elsewhere)["code"], elsewhere["id"])) >= 570
+    redis_db.pexpire(redemption.guess_keys(uuid.UUID(m.id), "any").merchant, 42_000)
+    assert _retry_after(redeem(world, fresh, unlocked_code(world, m, v)["code"], v["id"])) == 42
+    # Another merchant's tills are untouched.
+    other = world.merchant("Next door")
+    other_venue = world.venue(other)
+    world.campaign(other, [other_venue["id"]])
+    assert (
+        redeem(world, other.staff, unlocked_code(world, other, other_venue)["code"], other_venue["id"]).status_code
+        == 201
+    )
+
+
+def test_a_burst_of_misses_from_one_person_does_not_fill_the_merchant_ceiling(world, till, guess_limits):
+    m, v, _ = till
+    burst = _staff(world, m)
+
+    answers = in_parallel([lambda: _guess(world, burst, v["id"])] * PARALLEL)
+
+    assert {r.status_code for r in answers} <= {404, 429}
+    assert redeem(world, burst, unlocked_code(world, m, v)["code"], v["id"]).status_code == 429
+    # Only the misses counted before the burst's first wait reach the merchant: 3 of the 8.
+    assert redeem(world, _staff(world, m), unlocked_code(world, m, v)["code"], v["id"]).status_code == 201
+
+
+def test_another_merchants_guesses_do_not_lock_a_venue(world, till, guess_limits):
     m, v, _ = till
     intruder = world.merchant("Intruder")
-    for _ in range(low_failure_limit + 2):
+    for _ in range(guess_limits.redemption_merchant_failures_per_10min + 2):
         staff = world.headers("merchant_staff", merchant_id=intruder.id)
         assert _guess(world, staff, v["id"]).status_code in (404, 429)
 
@@ -300,15 +384,63 @@ def test_another_merchants_guesses_do_not_lock_a_venue(world, till, low_failure_
     assert r.status_code == 201, r.text
 
 
-def test_successes_and_conflicts_do_not_count_as_guesses(world, till, low_failure_limit):
+def test_successes_and_conflicts_do_not_count_as_guesses(world, till, guess_limits):
     m, v, _ = till
     staff = world.headers("merchant_staff", merchant_id=m.id)
     code = unlocked_code(world, m, v)["code"]
     assert redeem(world, staff, code, v["id"]).status_code == 201
-    for _ in range(low_failure_limit):
+    for _ in range(guess_limits.redemption_merchant_failures_per_10min + 1):
         assert redeem(world, staff, code, v["id"]).status_code == 409
 
     assert redeem(world, staff, unlocked_code(world, m, v)["code"], v["id"]).status_code == 201
+
+
+def test_without_redis_the_same_limits_hold_in_the_process(world, till, guess_limits, settings):
+    m, v, _ = till
+    crowd_venue = world.venue(m)
+    world.campaign(m, [crowd_venue["id"]])
+    clumsy, colleague = _staff(world, m), _staff(world, m)
+    codes = [unlocked_code(world, m, v)["code"] for _ in range(3)]
+    other = world.merchant("Next door")
+    other_venue = world.venue(other)
+    world.campaign(other, [other_venue["id"]])
+    other_code = unlocked_code(world, other, other_venue)["code"]
+
+    with redis_at("redis://127.0.0.1:1/0", settings):  # nothing listens on port 1
+        _miss(world, clumsy, v["id"], 3)
+        assert 59 <= _retry_after(redeem(world, clumsy, codes[0], v["id"])) <= 60
+        assert redeem(world, colleague, codes[0], v["id"]).status_code == 201
+        for _ in range(5):  # 5 more misses from 5 others reach the ceiling of 8
+            _miss(world, _staff(world, m), crowd_venue["id"], 1)
+        assert _retry_after(redeem(world, colleague, codes[1], v["id"])) >= 570
+        assert redeem(world, other.staff, other_code, other_venue["id"]).status_code == 201
+    assert redeem(world, colleague, codes[2], v["id"]).status_code == 201  # Redis is back: its own counts
+
+
+def test_the_delay_curve_and_one_persons_reach_with_the_defaults():
+    defaults = Settings(env="development")
+
+    assert [redemption.delay_after(n, defaults) for n in range(1, 17)] == [0] * 5 + [
+        1,
+        2,
+        4,
+        8,
+        16,
+        32,
+        64,
+        128,
+        256,
+        300,
+        300,
+    ]
+    # Flat out, one person's misses in one merchant window: each as soon as the last wait ends.
+    misses, clock = 0, 0.0
+    while clock <= redemption.MERCHANT_WINDOW_S:
+        misses += 1
+        clock += redemption.delay_after(misses, defaults)
+    assert misses == 15
+    assert defaults.redemption_merchant_failures_per_10min >= 10 * 15  # only a crowd reaches it
+    assert defaults.redemption_max_delay_s < defaults.redemption_failure_memory_s  # waiting it out forgets nothing
 
 
 # Void

@@ -82,8 +82,9 @@ def problem_message(problem: ProblemError, venue: Venue) -> Message:
         case "expired":
             return Message("alert", f"Expired at {local_time(extra.get('expires_at'), venue.timezone)}.")
         case "rate_limited":
-            minutes = max(1, round(int(extra.get("retry_after", 600)) / 60))
-            return Message("waiting", f"Too many attempts: wait {minutes} minutes before trying another code.")
+            seconds = max(1, int(extra.get("retry_after", 1)))  # the real remaining wait: 1 s, 2 s, 4 s, ...
+            wait = f"{seconds} second{'s' * (seconds != 1)}" if seconds < 90 else f"{round(seconds / 60)} minutes"
+            return Message("waiting", f"Too many attempts: wait {wait} before trying another code.")
         case "validation_error" if problem.errors and problem.errors[0]["code"] == "venue_not_in_campaign":
             return Message("alert", f"This code's campaign does not run at {venue.name}.")
         case "idempotency_key_reused":

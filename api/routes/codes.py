@@ -43,9 +43,11 @@ async def look_up_code(
 ) -> dict[str, Any]:
     """The code's offer (title, description, terms) and state (`active`, `redeemed`, `expired`),
     changing nothing. It answers as a redemption would: a code that is not this merchant's
-    (unknown, another merchant's or malformed) is 404 `not_found` and counts toward the failed
-    attempts limit (then 429); a code of this merchant whose campaign does not run at the venue
-    is 422 `venue_not_in_campaign`."""
+    (unknown, another merchant's or malformed) is 404 `not_found` and counts as a failed attempt
+    like a failed redemption: after a few, this staff member waits a growing delay, and the
+    merchant as a whole has a much higher ceiling (429 with `Retry-After`, the remaining wait in
+    seconds); a colleague's look-ups are not held back by one person's misses. A code of this
+    merchant whose campaign does not run at the venue is 422 `venue_not_in_campaign`."""
     return await redemption.look_up_code(
         conn,
         redis,

@@ -34,7 +34,9 @@ async def redeem(
     request: Request,
 ) -> dict[str, Any]:
     """Redeem a code at the till: exactly once. Unknown and other merchants' codes are both 404.
-    The receipt names the offer's title and terms, so the till shows what it gives."""
+    The receipt names the offer's title and terms, so the till shows what it gives. After a few
+    404s a staff member waits a growing delay (429 with `Retry-After`, the remaining wait in
+    seconds); colleagues are not held back, unless the merchant's much higher ceiling is reached."""
     return await redemption.redeem_code(
         conn,
         redis,
