@@ -31,7 +31,7 @@ from pydantic.fields import FieldInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
-from api.console.pages import forbidden, not_found, render
+from api.console.pages import forbidden, not_found, parse_id, render
 from api.console.session import ConsoleUser, check_csrf
 from api.deps import Session, SettingsDep, merchant_of
 from api.schemas import TIMEZONES, CampaignIn, OfferIn, OfferPatch
@@ -65,13 +65,6 @@ def _is_admin(principal: Principal) -> bool:
 
 def _reads_campaigns(principal: Principal) -> bool:
     return principal.role in (Role.MERCHANT_ADMIN, Role.MARKETER)
-
-
-def _uuid(raw: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        return None
 
 
 @asynccontextmanager
@@ -594,7 +587,7 @@ async def _merchant_venues(session: AsyncSession, principal: Principal) -> list[
 
 
 async def _own_campaign(session: AsyncSession, principal: Principal, raw_id: str) -> Campaign | None:
-    campaign_id = _uuid(raw_id)
+    campaign_id = parse_id(raw_id)
     if campaign_id is None:
         return None
     try:
@@ -604,7 +597,7 @@ async def _own_campaign(session: AsyncSession, principal: Principal, raw_id: str
 
 
 def _offer_in(campaign: Campaign, raw_id: str) -> Offer | None:
-    offer_id = _uuid(raw_id)
+    offer_id = parse_id(raw_id)
     return next((offer for offer in campaign.offers if offer.id == offer_id), None)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +10,14 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.console.session import ConsoleUser, CsrfRefused, SignInRequired
 from core.auth import Principal
+from core.errors import NotFound
 from core.settings import get_settings
+from geo import venues
+from geo.venues import Venue
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -34,6 +39,25 @@ def render(
         },
         status_code=status_code,
     )
+
+
+def parse_id(raw: object) -> uuid.UUID | None:
+    """An id from a path, form field or cookie; None when it is not one."""
+    try:
+        return uuid.UUID(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
+
+
+async def own_venue(session: AsyncSession, principal: Principal, raw_id: object) -> Venue | None:
+    """The caller's venue, or None for a malformed id, a missing venue or another merchant's."""
+    venue_id = parse_id(raw_id)
+    if venue_id is None or principal.merchant_id is None:
+        return None
+    try:
+        return await venues.get_venue(session, principal.merchant_id, venue_id)
+    except NotFound:
+        return None
 
 
 def not_found(request: Request, principal: Principal) -> HTMLResponse:

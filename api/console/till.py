@@ -28,12 +28,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.console.pages import forbidden, not_found, render
+from api.console.pages import forbidden, not_found, own_venue, parse_id, render
 from api.console.session import ConsoleUser, check_csrf
 from api.deps import RedisDep, Session, SettingsDep, merchant_of
 from api.idempotency import KEY_PATTERN
 from core.auth import Principal, Role
-from core.errors import NotFound, ProblemError
+from core.errors import ProblemError
 from core.settings import Settings
 from geo import venues
 from geo.venues import Venue
@@ -98,27 +98,9 @@ def problem_message(problem: ProblemError, venue: Venue) -> Message:
             return Message("alert", problem.detail)
 
 
-def _uuid(raw: object) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(raw) if isinstance(raw, str) else None
-    except ValueError:
-        return None
-
-
 def _text(form: Any, name: str) -> str:
     value = form.get(name)
     return value if isinstance(value, str) else ""
-
-
-async def _own_venue(session: AsyncSession, principal: Principal, raw_id: object) -> Venue | None:
-    """The caller's venue, or None for a malformed id, a missing venue or another merchant's."""
-    venue_id = _uuid(raw_id)
-    if venue_id is None:
-        return None
-    try:
-        return await venues.get_venue(session, merchant_of(principal), venue_id)
-    except NotFound:
-        return None
 
 
 async def _till_page(
@@ -186,11 +168,11 @@ async def till(
     if principal.role not in TILL_ROLES:
         return forbidden(request, principal)
     if venue_id is not None:
-        venue = await _own_venue(session, principal, venue_id)
+        venue = await own_venue(session, principal, venue_id)
         if venue is None:
             return not_found(request, principal)
     else:
-        venue = await _own_venue(session, principal, request.cookies.get(VENUE_COOKIE))
+        venue = await own_venue(session, principal, request.cookies.get(VENUE_COOKIE))
     return await _till_page(request, principal, session, settings, venue=venue)
 
 
@@ -203,7 +185,7 @@ async def look_up(
     if principal.role not in TILL_ROLES:
         return forbidden(request, principal)
     form = await request.form()
-    venue = await _own_venue(session, principal, form.get("venue_id"))
+    venue = await own_venue(session, principal, form.get("venue_id"))
     if venue is None:
         return not_found(request, principal)
     typed = _text(form, "code").strip()
@@ -254,7 +236,7 @@ async def redeem(
     if principal.role not in TILL_ROLES:
         return forbidden(request, principal)
     form = await request.form()
-    venue = await _own_venue(session, principal, form.get("venue_id"))
+    venue = await own_venue(session, principal, form.get("venue_id"))
     if venue is None:
         return not_found(request, principal)
     key = _text(form, "idempotency_key")
@@ -294,8 +276,8 @@ async def void(request: Request, principal: ConsoleUser, session: Session, setti
     if principal.role != Role.MERCHANT_ADMIN:
         return forbidden(request, principal)
     form = await request.form()
-    venue = await _own_venue(session, principal, form.get("venue_id"))
-    redemption_id = _uuid(form.get("redemption_id"))
+    venue = await own_venue(session, principal, form.get("venue_id"))
+    redemption_id = parse_id(form.get("redemption_id"))
     if venue is None or redemption_id is None:
         return not_found(request, principal)
     reason = _text(form, "reason").strip()

@@ -21,12 +21,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.console.pages import forbidden, not_found, render
+from api.console.pages import forbidden, not_found, own_venue, render
 from api.console.session import ConsoleUser, check_csrf
 from api.deps import Session, SettingsDep, merchant_of
 from api.schemas import TIMEZONES, VenueIn
 from core.auth import Principal, Role
-from core.errors import NotFound, ValidationFailed
+from core.errors import ValidationFailed
 from geo import venues
 from geo.checkins import RecentCheckin, recent_checkins
 from geo.geofence import Geofence, GeofenceError, parse_geofence
@@ -252,24 +252,6 @@ def check_venue_form(form: VenueForm) -> ValidVenue | FormErrors:
 # --------------------------------------------------------------------------- pages
 
 
-def _venue_id(raw: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        return None
-
-
-async def _own_venue(session: AsyncSession, principal: Principal, raw_id: str) -> Venue | None:
-    """The caller's venue, or None for a malformed id, a missing venue or another merchant's."""
-    venue_id = _venue_id(raw_id)
-    if venue_id is None:
-        return None
-    try:
-        return await venues.get_venue(session, merchant_of(principal), venue_id)
-    except NotFound:
-        return None
-
-
 async def _other_fences(session: AsyncSession, principal: Principal, but: uuid.UUID | None) -> list[dict[str, Any]]:
     """The merchant's other venues, drawn faintly behind the one being edited, for orientation."""
     found = await venues.list_venues(session, merchant_of(principal), after=None, limit=MAX_LISTED)
@@ -365,7 +347,7 @@ async def fence_check(request: Request, principal: ConsoleUser, settings: Settin
 async def venue_page(venue_id: str, request: Request, principal: ConsoleUser, session: Session) -> Response:
     if not _admin(principal):
         return forbidden(request, principal)
-    venue = await _own_venue(session, principal, venue_id)
+    venue = await own_venue(session, principal, venue_id)
     if venue is None:
         return not_found(request, principal)
     checkins = await recent_checkins(session, merchant_of(principal), venue.id, RECENT_CHECKINS)
@@ -387,7 +369,7 @@ async def venue_page(venue_id: str, request: Request, principal: ConsoleUser, se
 async def edit_venue_form(venue_id: str, request: Request, principal: ConsoleUser, session: Session) -> Response:
     if not _admin(principal):
         return forbidden(request, principal)
-    venue = await _own_venue(session, principal, venue_id)
+    venue = await own_venue(session, principal, venue_id)
     if venue is None:
         return not_found(request, principal)
     return await _form_page(request, principal, session, venue=venue, form=VenueForm.of(venue))
@@ -400,7 +382,7 @@ async def update_venue(
     await check_csrf(request, settings)
     if not _admin(principal):
         return forbidden(request, principal)
-    venue = await _own_venue(session, principal, venue_id)
+    venue = await own_venue(session, principal, venue_id)
     if venue is None:
         return not_found(request, principal)
     form = VenueForm.sent(await request.form())
