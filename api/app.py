@@ -13,16 +13,32 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
+from starlette.types import ASGIApp
 
 from api import problems
 from api.console import pages as console
 from api.deps import AuthenticateBeforeBody
 from api.limits import BodySizeLimit, HeaderSizeLimit
-from api.routes import campaigns, checkins, codes, health, merchants, offers, redemptions, stats, venues
+from api.observability import ObserveRequests
+from api.routes import (
+    campaigns,
+    checkins,
+    codes,
+    conversations,
+    health,
+    merchants,
+    offers,
+    redemptions,
+    stats,
+    venues,
+    webhooks,
+)
+from core import metrics
 from core.db import get_engine
 from core.idempotency import purge_forever
 from core.redis import get_redis
 from core.settings import get_settings
+from offers.webhooks.worker import lead_when_possible
 
 DESCRIPTION = """Location-based check-in offers. An offer is shown only at the moment of a real,
 geofenced check-in, as a one-time code; a randomized holdout measures what each campaign really changes.
@@ -32,8 +48,9 @@ Every error is `application/problem+json` (RFC 9457) with a stable `code`."""
 
 # The limits (api/limits.py) answer these before any route runs: 431 for a request head over
 # CHECKIN_MAX_HEADER_BYTES; for a body, 413 over CHECKIN_MAX_BODY_BYTES and 400 when it cannot be
-# decoded at all (FastAPI's answer to a body that is not UTF-8).
-ALWAYS_POSSIBLE = (431,)
+# decoded at all (FastAPI's answer to a body that is not UTF-8). 503 `database_unavailable` (with
+# Retry-After) when PostgreSQL cannot be reached.
+ALWAYS_POSSIBLE = (431, 503)
 WITH_A_BODY = (400, 413)
 RETRY_AFTER = {
     "description": "seconds to wait before trying again",
@@ -53,7 +70,7 @@ class CheckinOffersAPI(FastAPI):
     def openapi(self) -> dict[str, Any]:
         """FastAPI's document plus what generated clients need: the bearer scheme on every operation
         that can answer 401, the errors every operation can answer whatever its route says (431 for
-        any request; 400 and 413 with a body), Retry-After on every 429, and the problem+json body as
+        any request; 400 and 413 with a body; 503), Retry-After on every 429 and 503, and the problem+json body as
         one named schema instead of a copy per response."""
         if self.openapi_schema:
             return self.openapi_schema
@@ -68,8 +85,9 @@ class CheckinOffersAPI(FastAPI):
                     *ALWAYS_POSSIBLE, *(WITH_A_BODY if "requestBody" in operation else ())
                 ).items():
                     responses.setdefault(str(status), response)
-                if "429" in responses:
-                    responses["429"]["headers"] = {"Retry-After": RETRY_AFTER}
+                for status in ("429", "503"):
+                    if status in responses:
+                        responses[status]["headers"] = {"Retry-After": RETRY_AFTER}
                 if "401" in responses:
                     operation["security"] = [{"bearer": []}]
                 for response in responses.values():
@@ -79,12 +97,27 @@ class CheckinOffersAPI(FastAPI):
         self.openapi_schema = document
         return document
 
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside Starlette's outermost layer, the one that renders an unhandled error as a 500:
+        # ObserveRequests then sees that 500 too, and the 500 handler runs with the request id set.
+        return ObserveRequests(super().build_middleware_stack())
+
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     purge = asyncio.create_task(purge_forever(get_engine(), get_settings().idempotency_ttl_s))
+    # One process at a time leads the webhook worker (an advisory lock): see offers/webhooks/worker.py.
+    delivering = asyncio.create_task(lead_when_possible(get_settings())) if get_settings().webhook_worker else None
+    # Under several workers each writes its pool and Redis gauges for scrapes another one answers.
+    sampling = asyncio.create_task(metrics.sample_forever()) if metrics.MULTIPROCESS_DIR else None
     yield
     purge.cancel()
+    if delivering is not None:
+        delivering.cancel()
+        await asyncio.gather(delivering, return_exceptions=True)  # its connection closed: the lock is free
+    if sampling is not None:
+        sampling.cancel()
+    metrics.forget_this_process()
     await get_engine().dispose()
     await get_redis().client.aclose()
 
@@ -102,14 +135,26 @@ def create_app() -> FastAPI:
         openapi_url="/openapi.json" if settings.docs_served else None,  # CHECKIN_PUBLIC_DOCS
     )
     problems.install(app)
-    for module in (health, venues, merchants, campaigns, offers, checkins, redemptions, codes, stats):
+    for module in (
+        health,
+        venues,
+        merchants,
+        campaigns,
+        offers,
+        checkins,
+        redemptions,
+        codes,
+        stats,
+        conversations,
+        webhooks,
+    ):
         app.include_router(module.router)
     console.install(app)
     if settings.docs_served:
         _install_docs(app)
     app.add_middleware(AuthenticateBeforeBody)  # inside the size limits: 401/403 before a body is read
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(HeaderSizeLimit, max_bytes=settings.max_header_bytes)  # outermost: runs first
+    app.add_middleware(HeaderSizeLimit, max_bytes=settings.max_header_bytes)  # the first of these to run
     return app
 
 

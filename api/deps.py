@@ -61,7 +61,10 @@ def check_role(principal: Principal, allowed: frozenset[Role]) -> None:
 async def current_principal(request: Request, settings: SettingsDep) -> Principal:
     """The principal AuthenticateBeforeBody verified for this request, else (a route it does not wrap) verified here."""
     verified: Principal | None = request.scope.get("state", {}).get(PRINCIPAL)
-    return verified if verified is not None else await authenticate(request.headers, settings)
+    if verified is None:
+        verified = await authenticate(request.headers, settings)
+        request.scope.setdefault("state", {})[PRINCIPAL] = verified  # the request's log line names its merchant
+    return verified
 
 
 class RoleCheck:

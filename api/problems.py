@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,7 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.db import DATABASE_ERRORS, unavailable
 from core.errors import ProblemError
+from core.logs import REQUEST_ID
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ PROBLEM_SCHEMA = {
         "detail": {"type": "string"},
         "code": {"type": "string", "description": "stable, snake_case"},
         "instance": {"type": "string"},
+        "request_id": {"type": "string", "description": "the X-Request-ID of the response, to quote in a report"},
         "errors": {
             "type": "array",
             "items": {
@@ -53,6 +58,20 @@ PROBLEM_SCHEMA = {
         },
     },
 }
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class ProblemResponse(JSONResponse):
+    """problem+json that always encodes: a lone UTF-16 surrogate a message echoes from the input
+    (JSON allows "\\ud800", UTF-8 cannot encode it) is sent as U+FFFD instead of failing as a 500."""
+
+    media_type = PROBLEM_JSON
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+        return _LONE_SURROGATE.sub("\ufffd", text).encode("utf-8")
 
 
 class ProblemHTTPException(StarletteHTTPException):
@@ -83,8 +102,10 @@ def problem_response(
     }
     if instance:
         body["instance"] = instance
+    if request_id := REQUEST_ID.get():
+        body["request_id"] = request_id
     body.update({k: v for k, v in extra.items() if v is not None})
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+    return ProblemResponse(body, status_code=status, headers=headers)
 
 
 def error_response(exc: ProblemError, *, instance: str | None = None) -> JSONResponse:
@@ -136,9 +157,22 @@ def install(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    async def _database_away(request: Request, exc: Exception) -> JSONResponse:
+        # The request's own transaction and hot-path connection (core/db.py) answer this 503 with
+        # what they know of the outcome; anything else that loses the database lands here, unknown.
+        problem = unavailable(exc)
+        if problem is None:
+            raise exc  # about the request, not about reaching the database: the 500 below
+        return error_response(problem, instance=request.url.path)
+
+    for database_error in DATABASE_ERRORS:
+        app.add_exception_handler(database_error, _database_away)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # The route's template, never the path: a path can hold a redemption code.
+        route = getattr(request.scope.get("route"), "path_format", "unmatched")
+        log.exception("unhandled error on %s %s", request.method, route)
         # The server drops the connection after an unhandled error: tell the client not to reuse it.
         return problem_response(
             500,

@@ -3,12 +3,14 @@ merchant_id, a budget or a status they should not."""
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from offers.campaigns import OfferStatus
 from offers.rules import Rule, Schedule
@@ -21,13 +23,85 @@ class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _no_nul(value: str) -> str:
+# What the database and Python can hold. A JSON string may carry a NUL (PostgreSQL text and
+# jsonb cannot store it) or a lone UTF-16 surrogate such as "\ud800" (not a character: it cannot
+# be encoded as UTF-8, so neither stored nor echoed back). An aware datetime may be valid on its
+# own clock yet fall outside years 1-9999 once in UTC (0001-01-01T00:00+14:00), where Python
+# cannot convert it and PostgreSQL's answer cannot be read back. Every request field is one of
+# the types below, so such input is a 422 naming the field, never a 500.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
+LATEST = datetime(9998, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)  # a year's margin: zone shifts and day sums stay valid
+MAX_FREE_FORM_DEPTH = 16
+
+
+def _text_problem(value: str) -> PydanticCustomError | None:
     if "\x00" in value:
-        raise ValueError("must not contain NUL characters")  # PostgreSQL text cannot store them
+        return PydanticCustomError("nul_character", "must not contain NUL characters")
+    if _LONE_SURROGATE.search(value):
+        return PydanticCustomError(
+            "lone_surrogate", "must be valid Unicode: a lone UTF-16 surrogate (\\ud800-\\udfff) is not a character"
+        )
+    return None
+
+
+def _storable_text(value: str) -> str:
+    problem = _text_problem(value)
+    if problem is not None:
+        raise problem
     return value
 
 
-PlainText = Annotated[str, AfterValidator(_no_nul)]
+def _written_instant(value: object) -> object:
+    # A number would be taken as seconds (or milliseconds, past 2e10) since 1970: the contract says
+    # an ISO 8601 string, and a number is a different, ambiguous value.
+    if isinstance(value, int | float):
+        raise PydanticCustomError("datetime_type", "must be an ISO 8601 date and time with an offset, as a string")
+    return value
+
+
+def _storable_instant(value: datetime) -> datetime:
+    try:
+        in_range = EARLIEST <= value.astimezone(UTC) <= LATEST
+    except OverflowError:  # its UTC value is before year 1 or after 9999
+        in_range = False
+    if not in_range:
+        raise PydanticCustomError("datetime_out_of_range", "must lie between 0002-01-01 and 9998-12-31 in UTC")
+    return value
+
+
+def _storable_json(value: dict[str, Any]) -> dict[str, Any]:
+    """Every key and string of a free-form object storable, and at most MAX_FREE_FORM_DEPTH deep."""
+    pending: list[tuple[object, str, int]] = [(value, "", 1)]
+    while pending:
+        node, path, depth = pending.pop()
+        if depth > MAX_FREE_FORM_DEPTH:
+            raise PydanticCustomError(
+                "nested_too_deeply", "nested more than {depth} levels deep", {"depth": MAX_FREE_FORM_DEPTH}
+            )
+        items: list[tuple[str, object]] = []
+        if isinstance(node, dict):
+            for key, child in node.items():
+                if (problem := _text_problem(key)) is not None:
+                    where = f"a key of {path}" if path else "a key"
+                    raise PydanticCustomError(
+                        problem.type, "{where} {message}", {"where": where, "message": problem.message()}
+                    )
+                items.append((key, child))
+        elif isinstance(node, list):
+            items = [(str(i), child) for i, child in enumerate(node)]
+        elif isinstance(node, str) and (problem := _text_problem(node)) is not None:
+            raise PydanticCustomError(problem.type, "{where} {message}", {"where": path, "message": problem.message()})
+        pending.extend((child, f"{path}.{name}" if path else name, depth + 1) for name, child in items)
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(_storable_text)]
+"""Text the database can store: no NUL, no lone surrogate."""
+Instant = Annotated[AwareDatetime, BeforeValidator(_written_instant), AfterValidator(_storable_instant)]
+"""An aware datetime whose UTC value Python and PostgreSQL both hold, with a year's margin."""
+FreeFormObject = Annotated[dict[str, Any], AfterValidator(_storable_json)]
+"""A JSON object checked by a service (a geofence): its keys and strings storable, its depth bounded."""
 
 
 def _known_timezone(value: str) -> str:
@@ -61,7 +135,7 @@ class MerchantOut(BaseModel):
 
 class VenueIn(StrictBody):
     name: PlainText = Text
-    timezone: str | None = Field(
+    timezone: PlainText | None = Field(
         default=None,
         max_length=64,
         examples=["Europe/Oslo"],
@@ -71,7 +145,7 @@ class VenueIn(StrictBody):
         ),
     )
     address: PlainText | None = Field(default=None, max_length=500)
-    geofence: dict[str, Any] = Field(
+    geofence: FreeFormObject = Field(
         description=(
             "GeoJSON Polygon or MultiPolygon (WGS84, [lon, lat]) or "
             '{"type": "Circle", "center": [lon, lat], "radius_m": r}'
@@ -87,9 +161,9 @@ class VenueIn(StrictBody):
 
 class VenuePatch(StrictBody):
     name: PlainText | None = Field(default=None, min_length=1, max_length=200)
-    timezone: str | None = Field(default=None, max_length=64)
+    timezone: PlainText | None = Field(default=None, max_length=64)
     address: PlainText | None = Field(default=None, max_length=500)
-    geofence: dict[str, Any] | None = None
+    geofence: FreeFormObject | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -127,8 +201,8 @@ class NearbyOut(BaseModel):
 class CampaignIn(StrictBody):
     name: PlainText = Text
     venue_ids: list[uuid.UUID] = Field(min_length=1, max_length=500)
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Instant
+    ends_at: Instant
     holdout_percent: int = Field(default=10, ge=0, le=50)
     attribution_days: int = Field(default=14, ge=1, le=90)
 
@@ -136,8 +210,8 @@ class CampaignIn(StrictBody):
 class CampaignPatch(StrictBody):
     name: PlainText | None = Field(default=None, min_length=1, max_length=200)
     venue_ids: list[uuid.UUID] | None = Field(default=None, min_length=1, max_length=500)
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
     holdout_percent: int | None = Field(default=None, ge=0, le=50)
     attribution_days: int | None = Field(default=None, ge=1, le=90)
 
@@ -212,7 +286,7 @@ class CheckinIn(StrictBody):
     lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
     lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
     accuracy_m: float = Field(ge=0, le=100_000, allow_inf_nan=False, description="GPS accuracy radius, metres")
-    observed_at: AwareDatetime = Field(description="when the phone took the fix (may be earlier if sent offline)")
+    observed_at: Instant = Field(description="when the phone took the fix (may be earlier if sent offline)")
     venue_id: uuid.UUID | None = Field(default=None, description="the venue the user chose, if any")
     device_id: PlainText | None = Field(default=None, max_length=200)
     mocked: bool | None = Field(default=None, description="the OS reports a simulated location")
@@ -259,6 +333,9 @@ class WalletOffer(BaseModel):
     expires_at: datetime
     redeemed_at: datetime | None
     venue: VenueRef
+    feedback_requested: bool = Field(
+        description="redeemed and not rated yet: the app may ask for feedback (POST /v1/unlocks/{unlock_id}/feedback)"
+    )
 
 
 class WalletOut(BaseModel):
@@ -270,7 +347,7 @@ class WalletOut(BaseModel):
 
 
 class RedemptionIn(StrictBody):
-    code: str = Field(min_length=4, max_length=32, examples=["K7QX-M2PD-9RTW"])
+    code: PlainText = Field(min_length=4, max_length=32, examples=["K7QX-M2PD-9RTW"])
     venue_id: uuid.UUID
 
 

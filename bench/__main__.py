@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import secrets
 import subprocess
 import sys
 import time
@@ -140,6 +141,7 @@ def service_env(db_url: str, redis_url: str, public_pem: str, runs: Runs) -> dic
         "CHECKIN_REDIS_URL": redis_url,
         "CHECKIN_JWT_PUBLIC_KEY": public_pem,
         "CHECKIN_JWT_ALGORITHM": "RS256",
+        "CHECKIN_PSEUDONYM_KEY": secrets.token_urlsafe(32),  # required in production without an HS256 secret
         "CHECKIN_DB_POOL_SIZE": str(runs.pool_size),
         "CHECKIN_CHECKIN_RATE_PER_MINUTE": str(RATE_LIMIT_PER_MINUTE),
     }

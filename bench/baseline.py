@@ -34,14 +34,20 @@ SEARCH_PATH = f"{SCHEMA},public"
 
 # The reference version's functions, installed in this order: a file, or a directory standing for its
 # *.sql files in name order (files with CREATE OR REPLACE replace what earlier ones defined, so a revision
-# that pins only the functions it changes goes after the one it builds on).
-SOURCES: tuple[Path, ...] = (ROOT / "migrations" / "sql" / "0001_functions.sql",)
+# that pins only the functions it changes goes after the one it builds on). Revision 0003: 0002's
+# functions, then the two 0003 changed.
+SOURCES: tuple[Path, ...] = (
+    ROOT / "migrations" / "sql" / "0002" / "functions",
+    ROOT / "migrations" / "sql" / "0003" / "functions",
+)
 
-# How the API called checkin() at that version (offers/checkin.py: CHECKIN_SQL then): 14 parameters.
+# How the API called checkin() at that version (offers/checkin.py: CHECKIN_SQL then): 15 parameters, the
+# last two as one venue_match_limits value.
 CALL = """
     SELECT r ->> 'outcome' AS outcome, r #>> '{response,status}' AS status, (r -> 'response')::text AS body
     FROM checkin(:user, :key, :fingerprint, :lon, :lat, :accuracy_m, :observed_at, :venue_id, :device_id, :mocked,
-                 :reason, CAST(:detail AS jsonb), :max_speed_kmh, make_interval(secs => :cooldown_s)) AS r
+                 :reason, CAST(:detail AS jsonb), :max_speed_kmh, make_interval(secs => :cooldown_s),
+                 CAST(ROW(:match_accuracy_cap_m, :nearest_venue_radius_m) AS venue_match_limits)) AS r
 """
 
 # A trigger function comes with CREATE TRIGGER on a shared table: installed here it would take over

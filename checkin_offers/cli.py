@@ -1,28 +1,82 @@
-"""The `checkin-offers` command: serve, migrate, function-revision, token, seed-demo, simulate, openapi."""
+"""The `checkin-offers` command: serve, worker, migrate, function-revision, token, seed-demo, simulate, openapi."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def _metrics_across_workers(workers: int) -> Iterator[None]:
+    """With several worker processes, prometheus-client's multiprocess mode (core/metrics.py): each
+    worker writes its metrics to files in PROMETHEUS_MULTIPROC_DIR and a scrape, whichever worker
+    answers it, adds them all up. The directory must start empty, or a restart would carry the last
+    run's counts on: `serve` makes a fresh one and removes it when it stops; a directory the
+    operator set is emptied of metric files first."""
+    preset = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if preset:
+        Path(preset).mkdir(parents=True, exist_ok=True)
+        for stale in Path(preset).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    if workers <= 1:
+        yield  # one process keeps its metrics in memory
+        return
+    directory = tempfile.mkdtemp(prefix="checkin-offers-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory  # set before the workers start and import it
+    try:
+        yield
+    finally:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    uvicorn.run(
-        "api.main:app",
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        loop="uvloop",
-        # httptools with a bound on the request head (httptools has none of its own): api/limits.py.
-        http="api.limits:HttpToolsWithHeadLimit",
-        access_log=args.access_log,
-        log_level="info",
-        proxy_headers=False,
-    )
+    from core.logs import logging_config
+    from core.settings import get_settings
+
+    level = get_settings().log_level  # also refuses unsafe settings here, before any worker starts
+    with _metrics_across_workers(args.workers):
+        uvicorn.run(
+            "api.main:app",
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            loop="uvloop",
+            # httptools with a bound on the request head (httptools has none of its own): api/limits.py.
+            http="api.limits:HttpToolsWithHeadLimit",
+            # JSON lines on stdout, one per request written by api/observability.py instead of
+            # uvicorn's access log, which would log the raw path and query string.
+            log_config=logging_config(level),
+            access_log=False,
+            log_level=level,
+            proxy_headers=False,
+        )
+
+
+def _worker(_: argparse.Namespace) -> None:
+    import asyncio
+    import contextlib
+    import logging.config
+
+    from core.logs import logging_config
+    from core.settings import get_settings
+    from offers.webhooks.worker import lead_when_possible
+
+    settings = get_settings()
+    logging.config.dictConfig(logging_config(settings.log_level))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: its connection closes, another process leads
+        asyncio.run(lead_when_possible(settings))
 
 
 def _migrate(_: argparse.Namespace) -> None:
@@ -79,8 +133,13 @@ def main(argv: list[str] | None = None) -> None:
         default=int(os.environ.get("CHECKIN_WORKERS", "1")),
         help="processes; one per core in production (default 1, or CHECKIN_WORKERS)",
     )
-    serve.add_argument("--access-log", action="store_true")
     serve.set_defaults(run=_serve)
+
+    commands.add_parser(
+        "worker",
+        help="deliver webhooks (the worker `serve` also runs: one process leads at a time; "
+        "set CHECKIN_WEBHOOK_WORKER=false on the API to leave it to this)",
+    ).set_defaults(run=_worker)
 
     commands.add_parser("migrate", help="create the database if missing and migrate it to head").set_defaults(
         run=_migrate

@@ -82,3 +82,14 @@ class TooManyRequests(ProblemError):
     def __init__(self, retry_after_s: int, detail: str | None = None, **kw: Any) -> None:
         kw.setdefault("headers", {"Retry-After": str(max(1, int(retry_after_s)))})
         super().__init__(detail, retry_after=max(1, int(retry_after_s)), **kw)
+
+
+class ServiceUnavailable(ProblemError):
+    """503 with Retry-After: something the request needs is briefly away (the database restarting).
+    The detail says whether the request may have been applied before it failed."""
+
+    status, code, title = 503, "service_unavailable", "Service unavailable"
+
+    def __init__(self, retry_after_s: int, detail: str | None = None, **kw: Any) -> None:
+        kw.setdefault("headers", {"Retry-After": str(max(1, int(retry_after_s)))})
+        super().__init__(detail, retry_after=max(1, int(retry_after_s)), **kw)

@@ -1,6 +1,8 @@
 """Idempotency keys: written by the check-in and redemption functions in the transaction of
 the result they guard, and purged here once older than their time to live (48 h by default,
-well past any client's retries)."""
+well past any client's retries). Check-in keys live in idempotency_keys, scoped by the user's
+sub; redemption keys in redemption_keys, scoped by merchant and staff member in columns of their
+own, so the two can never meet whatever a sub spells."""
 
 from __future__ import annotations
 
@@ -29,22 +31,28 @@ def key_reused(what: str) -> ValidationFailed:
 
 
 # Small batches keep each delete short, so the hot paths never queue behind it.
-PURGE_SQL = text("""
-    DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
-        SELECT ctid FROM idempotency_keys
-        WHERE created_at < now() - make_interval(secs => :ttl_s)
-        LIMIT 5000))
-""")
+KEY_TABLES = ("idempotency_keys", "redemption_keys")
+PURGE_SQL = {
+    table: text(f"""
+        DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM {table}
+            WHERE created_at < now() - make_interval(secs => :ttl_s)
+            LIMIT 5000))
+    """)
+    for table in KEY_TABLES
+}
 
 
 async def purge_expired_keys(engine: AsyncEngine, ttl_s: int) -> int:
     purged = 0
-    while True:
-        async with engine.begin() as conn:
-            deleted = (await conn.execute(PURGE_SQL, {"ttl_s": ttl_s})).rowcount
-        purged += deleted
-        if deleted < 5000:
-            return purged
+    for table in KEY_TABLES:
+        while True:
+            async with engine.begin() as conn:
+                deleted = (await conn.execute(PURGE_SQL[table], {"ttl_s": ttl_s})).rowcount
+            purged += deleted
+            if deleted < 5000:
+                break
+    return purged
 
 
 async def purge_forever(engine: AsyncEngine, ttl_s: int) -> None:

@@ -13,7 +13,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import jwt
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # 42 bytes, refused outside development
@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=16 * 1024, gt=0)
     map_tile_url: str | None = None  # console maps: tiles drawn under fences when set, else a plain background
     public_docs: bool | None = None  # /docs, /redoc, /openapi.json; unset: served except in production
+    # /metrics answers only `Authorization: Bearer <metrics_token>`; unset, /metrics is 404.
+    metrics_token: str | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"  # info: one line per request
 
     # Check-in plausibility.
     max_accuracy_m: float = 100.0
@@ -101,6 +104,22 @@ class Settings(BaseSettings):
     redemption_failure_memory_s: int = Field(default=900, gt=0)  # misses forgotten after this long without one
     redemption_merchant_failures_per_10min: int = Field(default=200, gt=0)  # all the merchant's staff together
     void_window_minutes: int = 30
+
+    # A customer's feedback and conversations (offers/feedback.py, offers/conversations.py).
+    feedback_edit_minutes: int = Field(default=60, ge=0)  # a feedback can be changed this long after it is given
+    conversation_messages_per_hour: int = Field(default=10, gt=0)  # per customer and conversation, then 429
+    # The key of the customer pseudonyms merchants see (core/pseudonyms.py). Unset, it is derived from
+    # the HS256 secret (in development and test without one, from a fixed development key); production
+    # with a public key or JWKS must set it, because there is no secret to derive it from.
+    pseudonym_key: str | None = None
+
+    # Webhooks (offers/webhooks/): loopback receivers, over plain http too, only for tests and local
+    # development; the delivery worker runs in `serve` (one leader among all processes) unless it is off.
+    webhook_allow_loopback: bool = False
+    webhook_worker: bool = True  # false where `checkin-offers worker` delivers instead
+    webhook_poll_s: float = Field(default=1.0, gt=0)  # how often the worker looks for new events and due retries
+    webhook_retry_base_s: float = Field(default=5.0, gt=0)  # the first retry comes within this; it doubles each time
+    webhook_retry_cap_s: float = Field(default=3600.0, gt=0)  # the longest wait between two attempts
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
@@ -152,6 +171,40 @@ class Settings(BaseSettings):
                 raise ValueError(f"CHECKIN_{name.upper()} must be positive")
         if not 0 <= self.min_accuracy_m < self.max_accuracy_m:  # else every fix would be refused
             raise ValueError("CHECKIN_MIN_ACCURACY_M must be at least 0 and below CHECKIN_MAX_ACCURACY_M")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _refuse_a_weak_metrics_token(self) -> Settings:
+        if self.metrics_token is not None:
+            if len(self.metrics_token.encode()) < 32:
+                raise ValueError("CHECKIN_METRICS_TOKEN must be at least 32 bytes")
+            if self.env != "development" and (reason := weak_secret_reason(self.metrics_token)):
+                raise ValueError(f"CHECKIN_METRICS_TOKEN {reason} (CHECKIN_ENV={self.env})")
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_an_unsafe_pseudonym_key(self) -> Settings:
+        if not self.pseudonym_key:  # an empty variable (docker compose's ${VAR:-}) is unset
+            self.pseudonym_key = None
+            if self.env == "production" and not self.jwt_secret:
+                # Keyed by public material, anyone could test a guessed sub against a pseudonym.
+                raise ValueError(
+                    "CHECKIN_ENV=production with a public key or JWKS needs CHECKIN_PSEUDONYM_KEY "
+                    "(a secret of at least 32 bytes): customer pseudonyms are keyed with it"
+                )
+            return self
+        if len(self.pseudonym_key.encode()) < 32:
+            raise ValueError("CHECKIN_PSEUDONYM_KEY must be at least 32 bytes")
+        if self.env != "development":
+            if reason := weak_secret_reason(self.pseudonym_key):
+                raise ValueError(f"CHECKIN_PSEUDONYM_KEY {reason} (CHECKIN_ENV={self.env})")
+            if self.pseudonym_key == self.jwt_secret:
+                raise ValueError("CHECKIN_PSEUDONYM_KEY must not be the JWT secret")
+        return self
 
     @property
     def docs_served(self) -> bool:

@@ -306,7 +306,16 @@ def void_answer(result: Mapping[str, Any], window_minutes: int) -> dict[str, Any
             raise _unknown("void_redemption", outcome)
 
 
-async def redeem_code(
+@dataclass(frozen=True)
+class RedemptionOutcome:
+    """A redemption's receipt, and whether it is the stored receipt of an earlier request with the
+    same Idempotency-Key (a replay) rather than a redemption made now."""
+
+    receipt: dict[str, Any]
+    replayed: bool
+
+
+async def redeem(
     conn: AsyncConnection,
     redis: RedisState,
     settings: Settings,
@@ -316,7 +325,11 @@ async def redeem_code(
     raw_code: str,
     venue: uuid.UUID,
     idempotency_key: str | None,
-) -> dict[str, Any]:
+) -> RedemptionOutcome:
+    """Redeems the code, or answers a key's stored receipt; raises what the refusals stand for.
+
+    Nothing here outlives a failure: the key's advisory lock in redeem() is the transaction's, and
+    a miss is counted only once the database has said the code is not this merchant's."""
     keys = guess_keys(merchant, staff)
     await _refuse_if_guessing(redis, settings, merchant, staff, keys)
     code = normalize_code(raw_code)
@@ -338,11 +351,37 @@ async def redeem_code(
         )
     ).scalar_one()
     try:
-        return redeem_answer(result)
+        receipt = redeem_answer(result)
     except NotFound:
         # Only a code that does not exist (for this merchant) counts as a guess.
         await _count_failure(redis, settings, merchant, staff, keys)
         raise
+    return RedemptionOutcome(receipt, replayed=result["outcome"] == "replay")
+
+
+async def redeem_code(
+    conn: AsyncConnection,
+    redis: RedisState,
+    settings: Settings,
+    *,
+    merchant: uuid.UUID,
+    staff: str,
+    raw_code: str,
+    venue: uuid.UUID,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """The receipt of `redeem()`, for callers that need no more."""
+    outcome = await redeem(
+        conn,
+        redis,
+        settings,
+        merchant=merchant,
+        staff=staff,
+        raw_code=raw_code,
+        venue=venue,
+        idempotency_key=idempotency_key,
+    )
+    return outcome.receipt
 
 
 async def void_redemption(

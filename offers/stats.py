@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from offers import stats_math
 from offers.campaigns import Campaign, get_campaign, offer_remaining
 from offers.rules import Rule, budget_for
+from offers.satisfaction import campaign_satisfaction
 from offers.stats_schema import Effect
 
 MIN_USERS_PER_ARM = 50  # below this, intervals are too wide to act on
@@ -186,6 +187,7 @@ async def campaign_stats(
     names: dict[uuid.UUID, str] = (
         dict((await session.execute(VENUE_NAMES_SQL, {"ids": list(by_venue)})).all()) if by_venue else {}
     )
+    satisfaction = await campaign_satisfaction(session, campaign.id, [(o.id, o.title) for o in campaign.offers])
     treatment_users = arms["treatment"]["users"]
     return {
         "campaign_id": str(campaign.id),
@@ -213,6 +215,7 @@ async def campaign_stats(
             {"venue_id": str(v), "name": names.get(v), **_funnel(m)}
             for v, m in sorted(by_venue.items(), key=lambda item: str(item[0]))
         ],
+        "satisfaction": satisfaction,
     }
 
 

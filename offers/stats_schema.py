@@ -127,6 +127,44 @@ class VenueFigures(FunnelCounts):
     name: str | None
 
 
+class RatingCount(_Strict):
+    rating: int = Field(ge=1, le=7)
+    count: int
+
+
+class ReplyMinutes(_Strict):
+    median: float | None = Field(description="minutes from the customer's first message to the first reply, median")
+    p90: float | None = Field(description="the same, 90th percentile; both null until a conversation is answered")
+
+
+class SatisfactionFigures(_Strict):
+    ratings: int = Field(description="feedback given on redeemed offers")
+    rating_mean: float | None = Field(description="mean rating, 1 to 7; null without ratings")
+    rating_distribution: list[RatingCount] = Field(description="how many gave each rating, 1 to 7, all seven listed")
+    conversations: int = Field(description="conversations customers opened about their unlocks")
+    answered: int = Field(description="of those, conversations the merchant has replied to at least once")
+    answered_share: float | None = Field(description="answered / conversations; null without conversations")
+    first_reply_minutes: ReplyMinutes = Field(description="time to the merchant's first reply, answered ones only")
+    open_over_24h: int = Field(description="open conversations whose customer has waited more than 24 hours")
+
+
+class VenueSatisfaction(SatisfactionFigures):
+    venue_id: uuid.UUID = Field(description="the venue where the offer was unlocked")
+    name: str | None
+
+
+class OfferSatisfaction(SatisfactionFigures):
+    offer_id: uuid.UUID
+    title: str
+
+
+class Satisfaction(SatisfactionFigures):
+    by_venue: list[VenueSatisfaction] = Field(description="venues with ratings or conversations")
+    by_offer: list[OfferSatisfaction] = Field(
+        description="offers with ratings or conversations, as the campaign orders them"
+    )
+
+
 class CampaignStats(_Strict):
     """GET /v1/campaigns/{id}/stats."""
 
@@ -141,3 +179,4 @@ class CampaignStats(_Strict):
     effect: Effect
     by_day: list[DayFigures]
     by_venue: list[VenueFigures]
+    satisfaction: Satisfaction = Field(description="what customers rated and wrote, and how the merchant answered")

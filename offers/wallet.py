@@ -24,7 +24,10 @@ _SELECT = """
            CASE WHEN u.redeemed_at IS NOT NULL THEN 'redeemed'
                 WHEN u.expires_at <= now() THEN 'expired' ELSE 'active' END AS status,
            u.unlocked_at, u.expires_at, u.redeemed_at,
-           jsonb_build_object('id', v.id, 'name', v.name) AS venue
+           jsonb_build_object('id', v.id, 'name', v.name) AS venue,
+           -- redeemed and not rated yet: the app may ask for feedback
+           u.redeemed_at IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM unlock_feedback f WHERE f.unlock_id = u.id) AS feedback_requested
     FROM unlocks u
     JOIN offers o ON o.id = u.offer_id
     JOIN venues v ON v.id = u.venue_id

@@ -6,7 +6,8 @@
 #
 #   scripts/setup.sh                 # everything
 #   scripts/setup.sh --python-only   # just the venv (enough for lint / openapi)
-#   scripts/setup.sh --tests         # everything, and stop when chromium cannot be had
+#   scripts/setup.sh --tests         # everything, and stop when chromium or what the fault tests
+#                                    # need (server binaries) cannot be had
 #
 # Where PostgreSQL and Redis come from, first match wins, per service:
 #   (a) CHECKIN_DATABASE_URL / CHECKIN_REDIS_URL set: used as given, only checked.
@@ -244,6 +245,36 @@ setup_chromium() {
   fi
 }
 
+# --------------------------------------------------------------------------- private servers
+# The fault tests (tests/test_faults.py) start a PostgreSQL cluster and a Redis of their own, on
+# their own ports and data directories, to restart and stop them mid-load: they need the server
+# binaries (and PostGIS for them) on this machine, even when the shared servers come from Docker.
+private_servers_ok() {
+  local bin
+  command -v redis-server >/dev/null || return 1
+  for bin in /usr/lib/postgresql/*/bin/initdb; do
+    local ver=${bin#/usr/lib/postgresql/}; ver=${ver%%/*}
+    [[ -f /usr/share/postgresql/$ver/extension/postgis.control ]] && return 0
+  done
+  return 1
+}
+
+setup_private_servers() {
+  if private_servers_ok; then
+    step "fault-test servers" "ok"
+  elif can_apt; then
+    step "fault-test servers" "installing PostgreSQL, PostGIS and Redis server packages"
+    apt_update_once
+    local ver
+    ver=$(apt-cache depends postgresql | sed -n 's/^ *Depends: postgresql-\([0-9][0-9]*\)$/\1/p' | head -n1)
+    apt_install "postgresql-$ver" "postgresql-$ver-postgis-3" redis-server
+    private_servers_ok || die "installed the server packages but initdb with PostGIS or redis-server is still missing"
+    step "fault-test servers" "ok"
+  else
+    die "the fault tests need PostgreSQL server binaries with PostGIS and redis-server on this machine: apt-get install postgresql postgresql-15-postgis-3 redis-server (or the packages of your PostgreSQL version), then run make test again"
+  fi
+}
+
 case ${1:-} in
   "" | --python-only | --tests) ;;
   *) die "usage: scripts/setup.sh [--python-only | --tests]" ;;
@@ -253,4 +284,5 @@ setup_python
 setup_postgres
 setup_redis
 setup_chromium "${1:-}"
+[[ ${1:-} == --tests ]] && setup_private_servers
 step all "ready"

@@ -38,6 +38,12 @@ os.environ.update(
         # tests of what Redis does (rate limits, in-flight locks) would see it missing. The tests
         # about Redis timeouts use the production timeout explicitly (tests/test_redis_outage.py).
         "CHECKIN_REDIS_TIMEOUT_S": "5",
+        # Webhook receivers in tests listen on 127.0.0.1 (tests/webhook_receiver.py); retries come
+        # within a second instead of minutes, so a test sees a receiver recover.
+        "CHECKIN_WEBHOOK_ALLOW_LOOPBACK": "true",
+        "CHECKIN_WEBHOOK_POLL_S": "0.25",
+        "CHECKIN_WEBHOOK_RETRY_BASE_S": "0.2",
+        "CHECKIN_WEBHOOK_RETRY_CAP_S": "1",
     }
 )
 os.environ.pop("CHECKIN_JWT_PUBLIC_KEY", None)

@@ -242,6 +242,7 @@ def test_problem_detail_never_echoes_the_token(http, settings):
 
 ADMIN = {"merchant_admin"}
 READERS = {"merchant_admin", "merchant_staff", "marketer"}
+ANSWER = {"merchant_admin", "merchant_staff"}
 # (method, path, body, the merchant roles allowed): every other role gets 403.
 MERCHANT_ENDPOINTS = [
     (
@@ -283,11 +284,29 @@ MERCHANT_ENDPOINTS = [
     ("GET", f"/v1/codes/{ANY_ID}?venue_id={ANY_ID}", None, {"merchant_admin", "merchant_staff"}),
     ("GET", "/v1/redemptions", None, {"merchant_admin", "merchant_staff"}),
     ("GET", "/v1/checkins", None, ADMIN),
+    # Customer voice: admins and staff answer, marketers read (tests/test_conversations.py has the rest).
+    ("GET", "/v1/conversations", None, READERS),
+    ("GET", f"/v1/conversations/{ANY_ID}", None, READERS),
+    ("POST", f"/v1/conversations/{ANY_ID}/messages", {"body": "Sorry about that!"}, ANSWER),
+    ("POST", f"/v1/conversations/{ANY_ID}/close", None, ANSWER),
+    ("POST", f"/v1/conversations/{ANY_ID}/read", None, ANSWER),
+    # Webhooks: admins only (tests/test_webhooks.py has ownership, generated from the routes).
+    ("POST", "/v1/webhooks", {"url": "https://hooks.example.com/in", "events": ["offer_unlocked"]}, ADMIN),
+    ("GET", "/v1/webhooks", None, ADMIN),
+    ("DELETE", f"/v1/webhooks/{ANY_ID}", None, ADMIN),
+    ("POST", f"/v1/webhooks/{ANY_ID}/enable", None, ADMIN),
+    ("GET", f"/v1/webhooks/{ANY_ID}/deliveries", None, ADMIN),
+    ("POST", f"/v1/webhooks/{ANY_ID}/deliveries/{ANY_ID}/redeliver", None, ADMIN),
 ]
 APP_ENDPOINTS = [
     ("POST", "/v1/checkins", {"lat": 60, "lon": 10, "accuracy_m": 5, "observed_at": "2030-01-01T00:00:00Z"}),
     ("GET", "/v1/me/offers", None),
     ("GET", "/v1/venues/nearby?lat=60&lon=10&radius_m=100", None),
+    ("POST", f"/v1/unlocks/{ANY_ID}/feedback", {"rating": 5}),
+    ("PATCH", f"/v1/unlocks/{ANY_ID}/feedback", {"rating": 6}),
+    ("POST", f"/v1/unlocks/{ANY_ID}/messages", {"body": "The code did not work"}),
+    ("GET", "/v1/me/conversations", None),
+    ("POST", f"/v1/me/conversations/{ANY_ID}/read", None),
 ]
 
 
@@ -478,11 +497,12 @@ def test_outside_development_a_guessable_secret_is_refused(no_key_env, env, secr
     ],
 )
 def test_a_jwks_url_must_be_https_but_loopback_http_in_test(no_key_env, env, url, allowed):
+    key = {"pseudonym_key": GOOD_SECRET + "/pseudonyms"}  # production without an HS256 secret needs one
     if allowed:
-        assert Settings(env=env, jwks_url=url).jwks_url == url
+        assert Settings(env=env, jwks_url=url, **key).jwks_url == url
     else:
         with pytest.raises(ValidationError, match="CHECKIN_JWKS_URL must be https"):
-            Settings(env=env, jwks_url=url)
+            Settings(env=env, jwks_url=url, **key)
 
 
 @pytest.mark.parametrize(

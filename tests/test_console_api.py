@@ -17,7 +17,7 @@ from api.console.till import problem_message
 from api.routes.codes import _MaskCodes
 from core.errors import TooManyRequests
 from geo.timezones import fence_position, offsets, venue_timezone, zone_at
-from tests.factories import near, offer_body
+from tests.factories import near, offer_body, problem_apart_from_request
 from tests.test_errors_and_limits import assert_problem, fields
 
 OSLO = (10.7522, 59.9139)
@@ -54,10 +54,6 @@ def redemption_rows(db, unlock) -> int:
     return db.execute("SELECT count(*) AS n FROM redemptions WHERE unlock_id = %s", [unlock["unlock_id"]]).fetchone()[
         "n"
     ]
-
-
-def without_instance(problem: dict) -> dict:
-    return {k: v for k, v in problem.items() if k != "instance"}
 
 
 # --- GET /v1/codes/{code} ----------------------------------------------------------------------
@@ -131,9 +127,9 @@ def test_a_miss_is_the_same_404_as_a_failed_redemption(world, till):
     answers = [look_up(world, m.staff, code, v["id"]) for code in (foreign, unknown, "not-a-code")]
     failed_redemption = redeem(world, m.staff, unknown, v["id"])
 
-    expected = without_instance(assert_problem(failed_redemption, 404, "not_found"))
+    expected = problem_apart_from_request(assert_problem(failed_redemption, 404, "not_found"))
     for r in answers:
-        assert without_instance(assert_problem(r, 404, "not_found")) == expected
+        assert problem_apart_from_request(assert_problem(r, 404, "not_found")) == expected
     assert look_up(world, other.staff, foreign, other_venue["id"]).status_code == 200  # still its owner's
 
 
@@ -224,9 +220,10 @@ def test_a_receipt_stored_before_receipts_had_texts_replays_with_them(world, db,
         "redeemed_at": datetime.now(UTC).isoformat(),
     }
     db.execute(
-        "INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response) VALUES (%s, %s, %s, 201, %s)",
+        "INSERT INTO redemption_keys (merchant_id, staff_sub, key, request_hash, response) VALUES (%s, %s, %s, %s, %s)",
         [
-            f"redeem:{m.id}:{staff_sub}",
+            m.id,
+            staff_sub,
             key,
             hashlib.sha256(f"{unlock['code']}|{v['id']}".encode()).hexdigest(),
             json.dumps(old_receipt),

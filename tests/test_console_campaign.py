@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from api.console.campaign_results import banner_facts, effect_verdict, format_minutes, format_value
+from offers.satisfaction import no_satisfaction
 from offers.stats import effect_summary, stats_status
 from offers.stats_math import minimum_detectable_effect
 from offers.stats_schema import CampaignStats
@@ -464,6 +465,7 @@ def _stats(*, treatment=(0, 0, 0), control=(0, 0, 0), holdout=10, first_day: dat
             "effect": effect,
             "by_day": [counts | {"day": first_day.isoformat(), "exposed_treatment": 1}] if first_day else [],
             "by_venue": [],
+            "satisfaction": no_satisfaction(),
         }
     )
 

@@ -243,3 +243,55 @@ def test_a_changed_source_becomes_a_revision_that_pins_it(tmp_path: Path, scratc
     command.downgrade(config, "-1")
     with _connect(url) as conn:
         assert not drift(conn, original)
+
+
+def _checkin(conn: psycopg.Connection, user: str, key: str) -> dict:
+    return conn.execute(
+        "SELECT checkin(%s, %s, 'hash', 10.75, 59.91, 10, now(), NULL, NULL, false, NULL, NULL, 250,"
+        " interval '0 minutes') AS r",
+        (user, key),
+    ).fetchone()["r"]
+
+
+def _redeem(conn: psycopg.Connection, staff: str, code: str, key: str) -> dict:
+    return conn.execute(
+        "SELECT redeem(m.id, %s, '00000000-0000-0000-0000-00000000000a', %s, %s, 'till-hash') AS r FROM merchants m",
+        (code, staff, key),
+    ).fetchone()["r"]
+
+
+def test_keys_stored_before_0004_answer_their_retries_after_it_and_after_a_downgrade(scratch):
+    """0004 moved the tills' keys out of idempotency_keys, where an app user whose sub spelled a till's
+    scope shared them: stored answers survive the move both ways, and back at 0003 a key both used
+    stays the app user's (without its row a check-in retried would check in again, a redemption
+    retried is only told the code was redeemed)."""
+    url = scratch("keys_0004")
+    command.upgrade(alembic_config(url), "0003")
+    _fill_as_at_0001(url)
+    with _connect(url) as conn:
+        merchant = conn.execute("SELECT id FROM merchants").fetchone()["id"]
+        lookalike = f"redeem:{merchant}:staff-1"
+        bo_code = conn.execute("SELECT code FROM unlocks WHERE user_id = 'bo'").fetchone()["code"]
+        stored = {
+            "till": _redeem(conn, "staff-1", bo_code, "till-key"),
+            "app": _checkin(conn, lookalike, "app-key"),
+        }
+        ada = conn.execute("SELECT key, response FROM idempotency_keys WHERE scope = 'ada' LIMIT 1").fetchone()
+        assert stored["till"]["outcome"] == stored["app"]["outcome"] == "done"
+
+    command.upgrade(alembic_config(url), "0004")
+    with _connect(url) as conn:
+        assert _redeem(conn, "staff-1", bo_code, "till-key") == stored["till"] | {"outcome": "replay"}
+        assert _checkin(conn, lookalike, "app-key") == stored["app"] | {"outcome": "replay"}
+        assert _checkin(conn, "ada", ada["key"]) == {"outcome": "replay", "response": ada["response"]}
+        # Now each may use the other's key.
+        app_code = stored["app"]["response"]["unlocked"][0]["code"]
+        assert _redeem(conn, "staff-1", app_code, "app-key")["outcome"] == "done"
+        assert _checkin(conn, lookalike, "till-key")["outcome"] == "done"
+
+    command.downgrade(alembic_config(url), "0003")
+    with _connect(url) as conn:
+        rows = conn.execute("SELECT key, response FROM idempotency_keys WHERE scope = %s", (lookalike,)).fetchall()
+        assert sorted(row["key"] for row in rows) == ["app-key", "till-key"]
+        assert all("unlock_id" not in row["response"] for row in rows)  # the app user's check-ins
+        assert _checkin(conn, lookalike, "app-key") == stored["app"] | {"outcome": "replay"}

@@ -3,6 +3,7 @@ isolation, guessing limits, and the void that records instead of erasing."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -11,10 +12,15 @@ from datetime import datetime
 
 import pytest
 import redis as redis_lib
+import redis.asyncio as aioredis
 
+from core.db import make_engine
 from core.errors import Conflict, Gone, NotFound, ProblemError, ValidationFailed
+from core.idempotency import purge_expired_keys
+from core.redis import RedisState
 from core.settings import Settings
 from offers import redemption
+from tests.factories import problem_apart_from_request
 from tests.test_redis_outage import redis_at
 
 PARALLEL = 16
@@ -128,9 +134,7 @@ def test_unknown_and_foreign_codes_look_the_same(world, till):
 
     assert foreign.status_code == missing.status_code == 404
     assert foreign.json()["code"] == "not_found"
-    assert {k: x for k, x in foreign.json().items() if k != "instance"} == {
-        k: x for k, x in missing.json().items() if k != "instance"
-    }
+    assert problem_apart_from_request(foreign.json()) == problem_apart_from_request(missing.json())
     assert foreign.headers["content-type"] == missing.headers["content-type"]
     assert redeem(world, other.staff, foreign_code, other_venue["id"]).status_code == 201  # still live for its owner
 
@@ -246,6 +250,64 @@ def test_keys_belong_to_their_staff_member(world, till):
 
     assert first.status_code == second.status_code == 201
     assert first.json()["unlock_id"] != second.json()["unlock_id"]
+
+
+def test_redeem_says_whether_its_receipt_is_a_replay(world, till, redis_url, settings):
+    """For metrics: the outcome of redeem() tells a receipt made now from a key's stored one."""
+    m, v, _ = till
+    unlock = unlocked_code(world, m, v)
+    key = str(uuid.uuid4())
+
+    async def twice() -> list[redemption.RedemptionOutcome]:
+        engine = make_engine(settings.database_url, 1)
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                return [
+                    await redemption.redeem(
+                        conn,
+                        RedisState(client),
+                        settings,
+                        merchant=uuid.UUID(m.id),
+                        staff="till-1",
+                        raw_code=unlock["code"],
+                        venue=uuid.UUID(v["id"]),
+                        idempotency_key=key,
+                    )
+                    for _ in range(2)
+                ]
+        finally:
+            await client.aclose()
+            await engine.dispose()
+
+    first, again = asyncio.run(twice())
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again.receipt == first.receipt and first.receipt["unlock_id"] == unlock["unlock_id"]
+
+
+def test_redemption_keys_are_purged_after_their_time_to_live(world, db, till, settings):
+    m, v, _ = till
+    staff_sub = f"till-{uuid.uuid4().hex[:8]}"
+    staff = world.headers("merchant_staff", sub=staff_sub, merchant_id=m.id)
+    old_key, fresh_key = str(uuid.uuid4()), str(uuid.uuid4())
+    for key in (old_key, fresh_key):
+        assert redeem(world, staff, unlocked_code(world, m, v)["code"], v["id"], key).status_code == 201
+    db.execute(
+        "UPDATE redemption_keys SET created_at = now() - interval '49 hours' WHERE staff_sub = %s AND key = %s",
+        (staff_sub, old_key),
+    )
+
+    async def purge() -> int:
+        engine = make_engine(settings.database_url, 1)
+        try:
+            return await purge_expired_keys(engine, settings.idempotency_ttl_s)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(purge()) >= 1
+    kept = db.execute("SELECT key FROM redemption_keys WHERE merchant_id = %s AND staff_sub = %s", (m.id, staff_sub))
+    assert [row["key"] for row in kept] == [fresh_key]
 
 
 # Guessing limits (offers/redemption.py, "Guessing codes at the till")
@@ -543,9 +605,7 @@ def test_void_of_another_merchants_redemption_is_404(world, till):
     missing = void(world, other.admin, str(uuid.uuid4()))
 
     assert foreign.status_code == missing.status_code == 404
-    assert {k: x for k, x in foreign.json().items() if k != "instance"} == {
-        k: x for k, x in missing.json().items() if k != "instance"
-    }
+    assert problem_apart_from_request(foreign.json()) == problem_apart_from_request(missing.json())
     assert void(world, m.admin, redemption["id"]).status_code == 200
 
 

@@ -80,13 +80,23 @@ def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=HERE.parent / "static"), name="static")
     app.mount("/dashboard/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.include_router(router)
-    from api.console import campaign_results, campaigns, sign_in, till, venues  # here: they import render()
+    from api.console import (  # here: they import render()
+        campaign_results,
+        campaigns,
+        conversations,
+        sign_in,
+        till,
+        venues,
+        webhooks,
+    )
 
     app.include_router(sign_in.router)
     app.include_router(venues.router)
     app.include_router(campaign_results.router)
     app.include_router(campaigns.router)
     app.include_router(till.router)
+    app.include_router(conversations.router)
+    app.include_router(webhooks.router)
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, _: SignInRequired) -> Response:

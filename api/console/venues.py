@@ -18,13 +18,13 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.console.pages import forbidden, not_found, own_venue, render
 from api.console.session import ConsoleUser, check_csrf
 from api.deps import Session, SettingsDep, merchant_of
-from api.schemas import TIMEZONES, VenueIn
+from api.schemas import TIMEZONES, FreeFormObject, VenueIn
 from core.auth import Principal, Role
 from core.errors import ValidationFailed
 from geo import venues
@@ -208,6 +208,9 @@ def fence_error_location(raw: object, error: GeofenceError) -> list[float] | Non
     return located
 
 
+_FREE_FORM_OBJECT: TypeAdapter[dict[str, Any]] = TypeAdapter(FreeFormObject)
+
+
 def check_fence(text: str) -> Geofence | FenceError:
     """The fence as the API would take it, or why not (JSON first, then parse_geofence)."""
     if not text.strip():
@@ -218,6 +221,12 @@ def check_fence(text: str) -> Geofence | FenceError:
         return FenceError("geofence", "invalid_json", f"geofence is not valid JSON: {exc}")
     except RecursionError:  # thousands of nested brackets: no geofence is that deep
         return FenceError("geofence", "invalid_json", "geofence is nested too deeply to be GeoJSON")
+    if isinstance(raw, dict):  # as the API: NUL, lone surrogates (which no page can show) or deep nesting
+        try:
+            _FREE_FORM_OBJECT.validate_python(raw)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            return FenceError("geofence", problem["type"], f"geofence: {problem['msg']}")
     try:
         return parse_geofence(raw, "geofence")
     except GeofenceError as exc:

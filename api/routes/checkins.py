@@ -12,6 +12,7 @@ from api.deps import AppUser, HotConnection, MerchantAdmin, RedisDep, Session, S
 from api.idempotency import key_parameter, required_key
 from api.problems import error_responses
 from api.schemas import CheckinIn, CheckinOut, CheckinReviewPage, WalletOut
+from core import metrics
 from core.keyset import DEFAULT_LIMIT, MAX_LIMIT
 from geo import venues
 from geo.checkins import checkin_review_page
@@ -38,7 +39,7 @@ async def create_checkin(
     behind it; malformed input is 422. Repeat a request with the same Idempotency-Key and
     you get the same answer, never a second check-in."""
     key = required_key(request, "so a retry cannot check in twice")
-    body_json = await check_in(
+    outcome = await check_in(
         conn,
         redis,
         settings,
@@ -47,7 +48,10 @@ async def create_checkin(
         req=CheckinRequest(**body.model_dump()),
         now=datetime.now(UTC),
     )
-    return Response(body_json, status_code=201, media_type="application/json")
+    metrics.count_checkin(
+        status=outcome.status, reason=outcome.reason, unlocks=outcome.unlocks, replayed=outcome.replayed
+    )
+    return Response(outcome.body, status_code=201, media_type="application/json")
 
 
 @router.get("/me/offers", response_model=WalletOut, tags=["checkins"])

@@ -1,15 +1,22 @@
-"""Liveness and readiness."""
+"""Liveness, readiness and the Prometheus metrics."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
+from api.deps import SettingsDep
+from core import metrics
 from core.db import get_engine
+from core.errors import Unauthorized
 from core.migrate import head_revision
 from core.redis import get_redis
 from core.settings import get_settings
@@ -68,4 +75,19 @@ async def readyz() -> JSONResponse:
     return JSONResponse(
         {"status": status, "checks": checks},
         status_code=503 if status == "unavailable" else 200,
+        headers={"Retry-After": "2"} if status == "unavailable" else None,
     )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(request: Request, settings: SettingsDep) -> Response:
+    """The Prometheus text format, for a scraper that sends `Authorization: Bearer <CHECKIN_METRICS_TOKEN>`.
+    Without the setting the page does not exist (404, as any unknown path); a wrong or missing token is 401."""
+    expected = settings.metrics_token
+    if expected is None:
+        raise HTTPException(404)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise Unauthorized("send Authorization: Bearer <CHECKIN_METRICS_TOKEN>", code="invalid_metrics_token")
+    metrics.sample_resources()
+    return Response(await run_in_threadpool(metrics.exposition), media_type=CONTENT_TYPE_PLAIN_0_0_4)

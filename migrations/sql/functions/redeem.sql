@@ -2,19 +2,26 @@
 -- attempts, so one wins and the others see it redeemed. Another merchant's code is
 -- indistinguishable from an unknown one. The receipt carries the offer's title and terms, so
 -- the till shows what it just gave away.
+-- A staff member's Idempotency-Keys live in redemption_keys, scoped by (merchant, staff member) in
+-- columns of their own: they share nothing with the app users' check-in keys (idempotency_keys),
+-- whatever either sub spells.
 CREATE OR REPLACE FUNCTION redeem(p_merchant uuid, p_code text, p_venue uuid, p_staff text,
                        p_idempotency_key text, p_request_hash text)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
-    scope_key constant text := 'redeem:' || p_merchant || ':' || p_staff;
     replay jsonb;
     u unlocks;
     r redemptions;
     response jsonb;
 BEGIN
     IF p_idempotency_key IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock(hashtextextended(scope_key || ':' || p_idempotency_key, 0));
-        SELECT stored INTO replay FROM idempotent_replay(scope_key, p_idempotency_key, p_request_hash) stored;
+        -- The two-number form is a lock space of its own: no check-in's user lock or offer's rule lock
+        -- (one number each) is ever this lock. Two keys whose hashes collide only wait for each other.
+        PERFORM pg_advisory_xact_lock(hashtext(p_merchant || ':' || p_staff), hashtext(p_idempotency_key));
+        SELECT CASE WHEN k.request_hash <> p_request_hash THEN jsonb_build_object('outcome', 'key_reused')
+                    ELSE jsonb_build_object('outcome', 'replay', 'response', k.response) END
+        INTO replay FROM redemption_keys k
+        WHERE k.merchant_id = p_merchant AND k.staff_sub = p_staff AND k.key = p_idempotency_key;
         IF FOUND THEN
             -- A receipt stored before receipts carried the offer's texts answers like a new one.
             IF replay ? 'response' AND NOT replay -> 'response' ? 'title' THEN
@@ -55,8 +62,8 @@ BEGIN
                               'redeemed_at', r.redeemed_at, 'title', o.title, 'terms', o.terms)
     INTO response FROM offers o WHERE o.id = u.offer_id;
     IF p_idempotency_key IS NOT NULL THEN
-        INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response)
-        VALUES (scope_key, p_idempotency_key, p_request_hash, 201, response);
+        INSERT INTO redemption_keys (merchant_id, staff_sub, key, request_hash, response)
+        VALUES (p_merchant, p_staff, p_idempotency_key, p_request_hash, response);
     END IF;
     RETURN jsonb_build_object('outcome', 'done', 'response', response);
 END $$;
