@@ -46,7 +46,7 @@ CHECKINS = Counter(
 )
 UNLOCKS = Counter("unlocks", "Offers unlocked by check-ins, group members' unlocks included", namespace=NAMESPACE)
 REDEMPTIONS = Counter(
-    "redemptions", "Codes redeemed at a till through the API; replays not counted", namespace=NAMESPACE
+    "redemptions", "Codes redeemed at a till (the API's or the console's); replays not counted", namespace=NAMESPACE
 )
 REDEMPTION_FAILURES = Counter(
     "redemption_failures",

@@ -31,7 +31,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.errors import Conflict, Gone, NotFound, TooManyRequests, ValidationFailed
+from core import metrics
+from core.errors import Conflict, Gone, NotFound, ProblemError, TooManyRequests, ValidationFailed
 from core.idempotency import key_reused
 from core.keyset import decode_cursor, page_of
 from core.redis import RedisError, RedisState
@@ -327,9 +328,30 @@ async def redeem(
     idempotency_key: str | None,
 ) -> RedemptionOutcome:
     """Redeems the code, or answers a key's stored receipt; raises what the refusals stand for.
+    Every outcome is counted in the metrics, whether the API's till or the console's asked.
 
     Nothing here outlives a failure: the key's advisory lock in redeem() is the transaction's, and
     a miss is counted only once the database has said the code is not this merchant's."""
+    try:
+        outcome = await _redeem(conn, redis, settings, merchant, staff, raw_code, venue, idempotency_key)
+    except ProblemError as exc:
+        # The specific code when there is one (venue_not_in_campaign, idempotency_key_reused).
+        metrics.count_redemption_failure(exc.errors[0]["code"] if exc.errors else exc.code)
+        raise
+    metrics.count_redemption(replayed=outcome.replayed)
+    return outcome
+
+
+async def _redeem(
+    conn: AsyncConnection,
+    redis: RedisState,
+    settings: Settings,
+    merchant: uuid.UUID,
+    staff: str,
+    raw_code: str,
+    venue: uuid.UUID,
+    idempotency_key: str | None,
+) -> RedemptionOutcome:
     keys = guess_keys(merchant, staff)
     await _refuse_if_guessing(redis, settings, merchant, staff, keys)
     code = normalize_code(raw_code)
@@ -357,31 +379,6 @@ async def redeem(
         await _count_failure(redis, settings, merchant, staff, keys)
         raise
     return RedemptionOutcome(receipt, replayed=result["outcome"] == "replay")
-
-
-async def redeem_code(
-    conn: AsyncConnection,
-    redis: RedisState,
-    settings: Settings,
-    *,
-    merchant: uuid.UUID,
-    staff: str,
-    raw_code: str,
-    venue: uuid.UUID,
-    idempotency_key: str | None,
-) -> dict[str, Any]:
-    """The receipt of `redeem()`, for callers that need no more."""
-    outcome = await redeem(
-        conn,
-        redis,
-        settings,
-        merchant=merchant,
-        staff=staff,
-        raw_code=raw_code,
-        venue=venue,
-        idempotency_key=idempotency_key,
-    )
-    return outcome.receipt
 
 
 async def void_redemption(

@@ -1,7 +1,7 @@
 """The till in the console: pick the venue once, look a code up, redeem it, and (admins) void a
 mistaken redemption from the list of recent ones.
 
-Every action calls what the API calls (offers.redemption: look_up_code, redeem_code,
+Every action calls what the API calls (offers.redemption: look_up_code, redeem,
 void_redemption, redemptions_page), so the till and GET /v1/codes, POST /v1/redemptions and
 GET /v1/redemptions cannot disagree, and the guessing limit counts look-ups and redemptions
 made here like those made through the API.
@@ -245,7 +245,7 @@ async def redeem(
         return await _till_page(request, principal, session, settings, venue=venue, message=message)
     redeem_on = await session.connection()
     try:
-        receipt = await redemption.redeem_code(
+        outcome = await redemption.redeem(
             redeem_on,
             redis,
             settings,
@@ -264,6 +264,7 @@ async def redeem(
             venue=venue,
             message=problem_message(problem, venue),
         )
+    receipt = outcome.receipt
     when = local_time(receipt["redeemed_at"], venue.timezone)
     message = Message("ready", f"Redeemed at {when}: give “{receipt['title']}”. Terms: {receipt['terms']}")
     return await _till_page(request, principal, session, settings, venue=venue, message=message)

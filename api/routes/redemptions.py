@@ -11,8 +11,6 @@ from api.deps import HotConnection, MerchantAdmin, RedisDep, Session, SettingsDe
 from api.idempotency import key_parameter, optional_key
 from api.problems import error_responses
 from api.schemas import RedemptionIn, RedemptionOut, RedemptionPage, VoidIn, VoidOut
-from core import metrics
-from core.errors import ProblemError
 from core.keyset import DEFAULT_LIMIT, MAX_LIMIT
 from geo import venues
 from offers import redemption
@@ -39,22 +37,16 @@ async def redeem(
     The receipt names the offer's title and terms, so the till shows what it gives. After a few
     404s a staff member waits a growing delay (429 with `Retry-After`, the remaining wait in
     seconds); colleagues are not held back, unless the merchant's much higher ceiling is reached."""
-    try:
-        outcome = await redemption.redeem(
-            conn,
-            redis,
-            settings,
-            merchant=merchant_of(principal),
-            staff=principal.sub,
-            raw_code=body.code,
-            venue=body.venue_id,
-            idempotency_key=optional_key(request),
-        )
-    except ProblemError as exc:
-        # The specific code when there is one (venue_not_in_campaign, idempotency_key_reused).
-        metrics.count_redemption_failure(exc.errors[0]["code"] if exc.errors else exc.code)
-        raise
-    metrics.count_redemption(replayed=outcome.replayed)
+    outcome = await redemption.redeem(
+        conn,
+        redis,
+        settings,
+        merchant=merchant_of(principal),
+        staff=principal.sub,
+        raw_code=body.code,
+        venue=body.venue_id,
+        idempotency_key=optional_key(request),
+    )
     return outcome.receipt
 
 
