@@ -805,7 +805,9 @@ def _rate(returned: int, users: int) -> str:
 def _lift(interval: dict[str, float] | None) -> str:
     if interval is None:
         return "-"
-    return f"{interval['estimate']:+.0%} ({interval['ci_low']:+.0%} to {interval['ci_high']:+.0%})"
+    # a difference of rates: percentage points, not percent
+    points = {key: interval[key] * 100 for key in ("estimate", "ci_low", "ci_high")}
+    return f"{points['estimate']:+.0f} pp ({points['ci_low']:+.0f} to {points['ci_high']:+.0f} pp)"
 
 
 def print_summary(report: Report, console: Console) -> None:
@@ -863,7 +865,7 @@ def print_summary(report: Report, console: Console) -> None:
         "stats: returned, control (closed windows)": [
             _rate(e["arms"]["control"]["returned_users"], e["arms"]["control"]["users_window_closed"]) for e in effects
         ],
-        "stats: lift (95% CI)": [_lift(e["absolute_lift"]) for e in effects],
+        "stats: absolute lift, pp (95% CI)": [_lift(e["absolute_lift"]) for e in effects],
         "stats: status": [c.stats_after["status"] for c in report.campaigns],
     }
     for name, values in rows.items():

@@ -10,6 +10,10 @@ not they unlocked or redeemed. The outcome is a return visit: at least one later
 check-in at a campaign venue within attribution_days (the exposing visit excluded). Only
 users whose window has closed are analysed (exposure day + attribution_days < today, UTC).
 Control users cannot redeem, so redemption is never reported as lift.
+
+Beside it: the triggered analysis (users from their first unlock, real or ghost in control),
+CUPED on return visits per user with pre-period visits as covariate, and always-valid intervals
+(offers/stats_math.py has the formulas; README "Measurement" the fields).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from offers import stats_math
 from offers.campaigns import Campaign, get_campaign, offer_remaining
+from offers.effect_sums import ArmSums, effect_sums
 from offers.rules import Rule, budget_for
 from offers.satisfaction import campaign_satisfaction
 from offers.stats_schema import Effect
@@ -44,18 +49,6 @@ COUNTERS_SQL = text("""
     SELECT day, venue_id, metric, sum(n)::bigint AS n
     FROM campaign_counters WHERE campaign_id = :campaign
     GROUP BY day, venue_id, metric
-""")
-
-EFFECT_SQL = text("""
-    SELECT arm,
-           sum(users)::bigint AS users,
-           sum(users) FILTER (WHERE closed)::bigint AS closed_users,
-           sum(returned_users) FILTER (WHERE closed)::bigint AS returned,
-           sum(visits) FILTER (WHERE closed)::bigint AS visits,
-           sum(visits_sq) FILTER (WHERE closed)::bigint AS visits_sq
-    FROM (SELECT e.*, e.exposure_day + :attribution_days < :today AS closed
-          FROM campaign_effect e WHERE e.campaign_id = :campaign) e
-    GROUP BY arm
 """)
 
 # Time to redeem: redemptions by minute, and the unlocks not redeemed, censored when they
@@ -85,54 +78,115 @@ def _rate(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def _interval(values: tuple[float, ...] | None) -> dict[str, float] | None:
+def _interval(values: tuple[float, ...] | None, unit: str = "rate_difference") -> dict[str, Any] | None:
     if values is None:
         return None
     estimate, low, high = values
-    return {"estimate": estimate, "ci_low": low, "ci_high": high}
+    return {"estimate": estimate, "ci_low": low, "ci_high": high, "unit": unit}
 
 
-def effect_summary(arms: dict[str, dict[str, int]], holdout_percent: int) -> dict[str, Any]:
+def _arm_figures(arm: dict[str, int]) -> dict[str, Any]:
+    low, high = stats_math.wilson_interval(arm["returned"], arm["closed_users"])
+    return {
+        "users_exposed": arm["users"],
+        "users_window_closed": arm["closed_users"],
+        "returned_users": arm["returned"],
+        "return_visit_rate": _rate(arm["returned"], arm["closed_users"]),
+        "return_visit_rate_ci": {"ci_low": low, "ci_high": high} if arm["closed_users"] else None,
+        "visits_per_user": _rate(arm["visits"], arm["closed_users"]),
+    }
+
+
+def _lifts(t: dict[str, int], c: dict[str, int]) -> dict[str, Any]:
+    """absolute_lift, relative_lift and p_value of the return-visit rate (all null with an empty arm)."""
+    x_t, n_t, x_c, n_c = t["returned"], t["closed_users"], c["returned"], c["closed_users"]
+    if not (n_t and n_c):
+        return {"absolute_lift": None, "relative_lift": None, "p_value": None}
+    return {
+        "absolute_lift": _interval(stats_math.rate_diff_interval(x_t, n_t, x_c, n_c)),
+        "relative_lift": _interval(stats_math.relative_lift_interval(x_t, n_t, x_c, n_c), "ratio_minus_one"),
+        "p_value": stats_math.two_proportion_p_value(x_t, n_t, x_c, n_c),
+    }
+
+
+def triggered_summary(arms: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """effect.triggered: the same comparison over the users who triggered (ghost unlocks in control)."""
+    return {
+        "arms": {name: _arm_figures(arm) for name, arm in arms.items()},
+        **_lifts(arms["treatment"], arms["control"]),
+    }
+
+
+def _cuped_arm(arm: dict[str, int]) -> stats_math.CupedArm:
+    # y is return visits per user (the sums carry Σ pre·visits), x the pre-period visits
+    return stats_math.CupedArm(
+        n=arm["closed_users"],
+        sum_y=arm["visits"],
+        sum_y2=arm["visits_sq"],
+        sum_x=arm["pre"],
+        sum_x2=arm["pre_sq"],
+        sum_xy=arm["pre_visits"],
+    )
+
+
+def cuped_summary(arms: dict[str, dict[str, int]]) -> dict[str, Any] | None:
+    """effect.cuped from sums with pre, pre_sq, pre_visits; None without them or with under 2 users an arm."""
+    if not all("pre_visits" in arm for arm in arms.values()):
+        return None
+    result = stats_math.cuped_diff_interval(_cuped_arm(arms["treatment"]), _cuped_arm(arms["control"]))
+    if result is None:
+        return None
+    return {
+        "metric": "visits_per_user",
+        "absolute_lift": _interval((result.estimate, result.ci_low, result.ci_high), "visits_per_user"),
+        "theta": result.theta,
+        "variance_reduction": result.variance_reduction,
+    }
+
+
+def always_valid_summary(t: dict[str, int], c: dict[str, int]) -> dict[str, Any]:
+    """effect.always_valid; safe_to_act is set once the status is known."""
+    sequence = None
+    if t["closed_users"] and c["closed_users"]:
+        sequence = stats_math.always_valid_rate_diff(t["returned"], t["closed_users"], c["returned"], c["closed_users"])
+    return {
+        "method": "asymptotic_confidence_sequence",
+        "planned_users": stats_math.PLANNED_USERS,
+        "absolute_lift": _interval(sequence),
+        "safe_to_act": False,
+    }
+
+
+def effect_summary(
+    arms: dict[str, dict[str, int]],
+    holdout_percent: int,
+    triggered: dict[str, dict[str, int]] | None = None,
+) -> dict[str, Any]:
     """The effect block from per-arm sums (plain function: tested without a database)."""
     t, c = arms["treatment"], arms["control"]
-    summary: dict[str, Any] = {"metric": "return_visit_rate", "arms": {}}
-    for name, arm in arms.items():
-        rate = _rate(arm["returned"], arm["closed_users"])
-        low, high = stats_math.wilson_interval(arm["returned"], arm["closed_users"])
-        summary["arms"][name] = {
-            "users_exposed": arm["users"],
-            "users_window_closed": arm["closed_users"],
-            "returned_users": arm["returned"],
-            "return_visit_rate": rate,
-            "return_visit_rate_ci": {"ci_low": low, "ci_high": high} if arm["closed_users"] else None,
-            "visits_per_user": _rate(arm["visits"], arm["closed_users"]),
-        }
-    x_t, n_t, x_c, n_c = t["returned"], t["closed_users"], c["returned"], c["closed_users"]
+    summary: dict[str, Any] = {
+        "metric": "return_visit_rate",
+        "arms": {name: _arm_figures(arm) for name, arm in arms.items()},
+        **_lifts(t, c),
+    }
+    n_t, n_c = t["closed_users"], c["closed_users"]
     if n_t and n_c:
-        low, high = stats_math.newcombe_diff_interval(x_t, n_t, x_c, n_c)
-        summary["absolute_lift"] = {"estimate": x_t / n_t - x_c / n_c, "ci_low": low, "ci_high": high}
-        summary["relative_lift"] = _interval(stats_math.relative_lift_interval(x_t, n_t, x_c, n_c))
-        summary["p_value"] = stats_math.two_proportion_p_value(x_t, n_t, x_c, n_c)
-        summary["minimum_detectable_effect"] = stats_math.minimum_detectable_effect(x_c / n_c, n_t, n_c)
+        summary["minimum_detectable_effect"] = stats_math.minimum_detectable_effect(c["returned"] / n_c, n_t, n_c)
         visits = stats_math.mean_diff_interval(t["visits"], t["visits_sq"], n_t, c["visits"], c["visits_sq"], n_c)
-        summary["visits_per_user_diff"] = _interval(visits)
+        summary["visits_per_user_diff"] = _interval(visits, "visits_per_user")
         # extra visits the offer brought among treated users whose window closed
         summary["incremental_visits"] = visits[0] * n_t if visits else None
     else:
-        summary.update(
-            absolute_lift=None,
-            relative_lift=None,
-            p_value=None,
-            minimum_detectable_effect=None,
-            visits_per_user_diff=None,
-            incremental_visits=None,
-        )
+        summary.update(minimum_detectable_effect=None, visits_per_user_diff=None, incremental_visits=None)
     summary["srm"] = {
         "p_value": stats_math.srm_p_value(t["users"], c["users"], holdout_percent),
         "alert": stats_math.srm_alert(t["users"], c["users"], holdout_percent),
         "expected_control_share": holdout_percent / 100,
         "observed_control_share": _rate(c["users"], t["users"] + c["users"]),
     }
+    summary["triggered"] = triggered_summary(triggered) if triggered is not None else None
+    summary["cuped"] = cuped_summary(arms)
+    summary["always_valid"] = always_valid_summary(t, c)
     return summary
 
 
@@ -145,6 +199,17 @@ def stats_status(effect: dict[str, Any]) -> str:
     if min(closed) < MIN_USERS_PER_ARM:
         return "below_min_data"
     return "ready"
+
+
+def with_status(effect: dict[str, Any]) -> str:
+    """The status, and the always-valid verdict that depends on it: safe to act once ready and the
+    always-valid interval excludes 0."""
+    status = stats_status(effect)
+    lift = effect["always_valid"]["absolute_lift"]
+    effect["always_valid"]["safe_to_act"] = bool(
+        status == "ready" and lift is not None and (lift["ci_low"] > 0 or lift["ci_high"] < 0)
+    )
+    return status
 
 
 async def campaign_stats(
@@ -162,15 +227,8 @@ async def campaign_stats(
         for bucket in (by_day[day], by_venue[venue_id], totals):
             bucket[metric] += n
 
-    arms = {
-        arm: {"users": 0, "closed_users": 0, "returned": 0, "visits": 0, "visits_sq": 0}
-        for arm in ("treatment", "control")
-    }
-    for row in await session.execute(
-        EFFECT_SQL, {**params, "attribution_days": campaign.attribution_days, "today": today}
-    ):
-        arms[row.arm] = {k: int(getattr(row, k) or 0) for k in arms[row.arm]}
-    effect = effect_summary(arms, campaign.holdout_percent)
+    arms, triggered = await _effect_sums(session, campaign, today)
+    effect = effect_summary(arms, campaign.holdout_percent, triggered)
     effect["attribution_days"] = campaign.attribution_days
 
     redeemed = [(float(m), int(n), 0) for m, n in await session.execute(REDEEM_MINUTES_SQL, params)]
@@ -192,14 +250,14 @@ async def campaign_stats(
     return {
         "campaign_id": str(campaign.id),
         "campaign_status": campaign.status,
-        "status": stats_status(effect),
+        "status": with_status(effect),
         "generated_at": datetime.now().astimezone().isoformat(),
         "funnel": {
             **_funnel(totals),
             "unique_users": treatment_users + arms["control"]["users"],
             "exposures": {"treatment": treatment_users, "control": arms["control"]["users"]},
             "redemption_rate_of_unlocks": _rate(net_redemptions, unlocks),
-            "redemption_rate_of_treatment_users": _rate(net_redemptions, treatment_users),
+            "redemptions_per_treatment_user": _rate(net_redemptions, treatment_users),
             "time_to_redeem_minutes": {
                 "median": survival.median,
                 "p75": survival.p75,
@@ -217,6 +275,26 @@ async def campaign_stats(
         ],
         "satisfaction": satisfaction,
     }
+
+
+ARM_SUMS = ("users", "closed_users", "returned", "visits", "visits_sq")
+COVARIATE_SUMS = ("pre", "pre_sq", "pre_visits")
+
+
+def _as_counts(arm_sums: ArmSums) -> dict[str, int]:
+    return {k: int(getattr(arm_sums, k)) for k in ARM_SUMS + COVARIATE_SUMS}
+
+
+async def _effect_sums(
+    session: AsyncSession, campaign: Campaign, today: date
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Per-arm sums (with the CUPED covariate sums) for intention to treat and for the triggered
+    analysis."""
+    sums = await effect_sums(session, campaign.id, campaign.attribution_days, today)
+    itt, triggered = (
+        {arm: _as_counts(s[arm]) for arm in ("treatment", "control")} for s in (sums["itt"], sums["triggered"])
+    )
+    return itt, triggered
 
 
 def redeemed_share_curve(groups: Sequence[tuple[float, int, int]]) -> list[tuple[float, float]]:

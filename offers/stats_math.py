@@ -368,3 +368,168 @@ def kaplan_meier_grouped(groups: Sequence[tuple[float, int, int]]) -> SurvivalSu
                 break
         at_risk -= events_now + censored_now
     return SurvivalSummary(median=median, p75=p75, n=n, events=total_events)
+
+
+# --------------------------------------------------------------------------- issue 13 methods
+
+
+@dataclass(frozen=True)
+class CupedArm:
+    """One arm's running sums over analysed users: outcome y and pre-period covariate x."""
+
+    n: int
+    sum_y: float
+    sum_y2: float
+    sum_x: float
+    sum_x2: float
+    sum_xy: float
+
+
+@dataclass(frozen=True)
+class CupedResult:
+    estimate: float
+    ci_low: float
+    ci_high: float
+    theta: float
+    # 1 - var(adjusted lift) / var(unadjusted lift): the share of the variance removed.
+    variance_reduction: float
+
+
+def cuped_diff_interval(t: CupedArm, c: CupedArm, confidence: float = 0.95) -> CupedResult | None:
+    """CUPED (Deng et al. 2013) difference in means, from running sums.
+
+    theta = cov(x, y) / var(x), pooled over both arms (each arm's sums centred on its own
+    means, so a real effect on y does not leak into theta). The adjusted mean of an arm is
+    ȳ - theta (x̄ - x̄_all) with x̄_all the mean of x over both arms; the constant cancels in
+    the difference, so the lift is (ȳ_t - ȳ_c) - theta (x̄_t - x̄_c). The variance of each
+    adjusted mean is var(y - theta x) / n with var(y - theta x) = s_yy - 2 theta s_xy +
+    theta^2 s_xx from the arm's own sums; the interval is the normal one. Returns None when
+    an arm has fewer than 2 users.
+    """
+    z = _z_two_sided(confidence)
+    if t.n < 2 or c.n < 2:
+        return None
+
+    def centred(arm: CupedArm) -> tuple[float, float, float]:
+        # (Σ(x - x̄)², Σ(x - x̄)(y - ȳ), Σ(y - ȳ)²) of one arm
+        return (
+            arm.sum_x2 - arm.sum_x**2 / arm.n,
+            arm.sum_xy - arm.sum_x * arm.sum_y / arm.n,
+            arm.sum_y2 - arm.sum_y**2 / arm.n,
+        )
+
+    sxx_t, sxy_t, syy_t = centred(t)
+    sxx_c, sxy_c, syy_c = centred(c)
+    sxx = sxx_t + sxx_c
+    theta = (sxy_t + sxy_c) / sxx if sxx > 0 else 0.0
+
+    def variances(n: int, sxx_arm: float, sxy_arm: float, syy_arm: float) -> tuple[float, float]:
+        plain = max(0.0, syy_arm / (n - 1))
+        adjusted = max(0.0, (syy_arm - 2 * theta * sxy_arm + theta * theta * sxx_arm) / (n - 1))
+        return plain, adjusted
+
+    plain_t, adj_t = variances(t.n, sxx_t, sxy_t, syy_t)
+    plain_c, adj_c = variances(c.n, sxx_c, sxy_c, syy_c)
+    estimate = (t.sum_y / t.n - c.sum_y / c.n) - theta * (t.sum_x / t.n - c.sum_x / c.n)
+    variance = adj_t / t.n + adj_c / c.n
+    plain = plain_t / t.n + plain_c / c.n
+    half_width = z * math.sqrt(variance)
+    reduction = 1.0 - variance / plain if plain > 0 else 0.0
+    return CupedResult(estimate, estimate - half_width, estimate + half_width, theta, reduction)
+
+
+def rate_diff_interval(x_t: int, n_t: int, x_c: int, n_c: int, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(estimate, lower, upper) of p_t - p_c with the Newcombe interval (both arms non-empty)."""
+    low, high = newcombe_diff_interval(x_t, n_t, x_c, n_c, confidence)
+    return x_t / n_t - x_c / n_c, low, high
+
+
+# An always-valid interval is tuned for the sample size at which it should be narrowest. It
+# stays valid at every other size, only a little wider there. 2,000 analysed users (both arms)
+# is a typical campaign's first month; the tuning must not be chosen from the data.
+PLANNED_USERS = 2000
+
+
+def confidence_sequence_rho(planned_users: int = PLANNED_USERS, alpha: float = 0.05) -> float:
+    """The mixture tuning rho that makes the confidence sequence narrowest at planned_users:
+    rho^2 = (-2 log alpha + log(1 - 2 log alpha)) / n (Waudby-Smith et al. 2023, section 2.5,
+    after Howard et al. 2021)."""
+    if planned_users < 1:
+        raise ValueError(f"planned_users must be >= 1, got {planned_users}")
+    log_alpha = math.log(alpha)
+    return math.sqrt((-2.0 * log_alpha + math.log(1.0 - 2.0 * log_alpha)) / planned_users)
+
+
+def confidence_sequence_radius(
+    variance_of_estimate: float, n: int, alpha: float = 0.05, rho: float | None = None
+) -> float:
+    """Half-width of the asymptotic confidence sequence for an estimate made of n users.
+
+    Waudby-Smith, Arbour, Sinha, Kennedy and Ramdas, "Time-uniform central limit theory and
+    asymptotic confidence sequences", Annals of Statistics 2024 (arXiv 2103.06476, 2023),
+    Theorem 2.2: with sigma^2 the per-user variance, the radius at n is
+    sigma * sqrt(2 (n rho^2 + 1) / (n^2 rho^2) * log(sqrt(n rho^2 + 1) / alpha)).
+    Here sigma^2 / n is the estimate's variance, so the radius is
+    sqrt(variance_of_estimate * 2 (n rho^2 + 1) / (n rho^2) * log(sqrt(n rho^2 + 1) / alpha)).
+    With P(the sequence ever misses the truth) <= alpha (asymptotically), a result may be read
+    after every day without raising the false-positive rate.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    rho = confidence_sequence_rho(alpha=alpha) if rho is None else rho
+    n_rho2 = n * rho * rho
+    return math.sqrt(
+        max(0.0, variance_of_estimate) * 2.0 * (n_rho2 + 1.0) / n_rho2 * math.log(math.sqrt(n_rho2 + 1.0) / alpha)
+    )
+
+
+def always_valid_rate_diff(
+    x_t: int, n_t: int, x_c: int, n_c: int, alpha: float = 0.05, rho: float | None = None
+) -> tuple[float, float, float] | None:
+    """(estimate, lower, upper) of p_t - p_c as an asymptotic confidence sequence; the
+    variance of the estimate is the unpooled p(1-p)/n_t + p(1-p)/n_c. None with an empty arm."""
+    if n_t == 0 or n_c == 0:
+        return None
+    rate_t, rate_c = x_t / n_t, x_c / n_c
+    variance = rate_t * (1 - rate_t) / n_t + rate_c * (1 - rate_c) / n_c
+    radius = confidence_sequence_radius(variance, n_t + n_c, alpha, rho)
+    difference = rate_t - rate_c
+    return difference, max(-1.0, difference - radius), min(1.0, difference + radius)
+
+
+@dataclass(frozen=True)
+class PowerPlan:
+    users_treatment: int
+    users_control: int
+    days: int | None  # None when no one checks in at the venues
+
+
+def power_plan(
+    baseline_rate: float,
+    lift: float,
+    control_share: float,
+    daily_new_users: float,
+    attribution_days: int,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> PowerPlan:
+    """Users per arm, and days, to detect an absolute lift in the return-visit rate.
+
+    Two-sided level-alpha two-proportion test, normal approximation with each arm's own
+    variance: N = (z_{1-alpha/2} + z_power)^2 (p_c(1-p_c)/h + p_t(1-p_t)/(1-h)) / lift^2 users
+    in all, control share h. Days: the users come at daily_new_users a day, and the last of
+    them needs attribution_days for the window to close (plus the day it closes on).
+    """
+    if not 0.0 < control_share < 1.0:
+        raise ValueError(f"control_share must be in (0, 1), got {control_share}")
+    if lift == 0:
+        raise ValueError("lift must not be 0")
+    p_c = min(max(baseline_rate, 0.0), 1.0)
+    p_t = min(max(p_c + lift, 0.0), 1.0)
+    z_sum = _STANDARD_NORMAL.inv_cdf(1.0 - alpha / 2.0) + _STANDARD_NORMAL.inv_cdf(power)
+    # a floor on the variance, so a venue with no returns yet does not plan for 0 users
+    variance = max(p_c * (1 - p_c), 1e-4) / control_share + max(p_t * (1 - p_t), 1e-4) / (1 - control_share)
+    total = z_sum * z_sum * variance / (lift * lift)
+    n_c, n_t = math.ceil(total * control_share), math.ceil(total * (1 - control_share))
+    days = math.ceil((n_c + n_t) / daily_new_users) + attribution_days + 1 if daily_new_users > 0 else None
+    return PowerPlan(users_treatment=n_t, users_control=n_c, days=days)

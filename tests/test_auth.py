@@ -280,6 +280,7 @@ MERCHANT_ENDPOINTS = [
     ("POST", "/v1/redemptions", {"code": "ABCD-EFGH-JKMN", "venue_id": ANY_ID}, {"merchant_admin", "merchant_staff"}),
     ("POST", f"/v1/redemptions/{ANY_ID}/void", {"reason": "mistake"}, ADMIN),
     ("GET", f"/v1/campaigns/{ANY_ID}/stats", None, {"merchant_admin", "marketer"}),
+    ("GET", f"/v1/campaigns/{ANY_ID}/power?lift_pp=2", None, {"merchant_admin", "marketer"}),
     ("GET", "/v1/merchants/me", None, READERS),
     ("GET", f"/v1/codes/{ANY_ID}?venue_id={ANY_ID}", None, {"merchant_admin", "merchant_staff"}),
     ("GET", "/v1/redemptions", None, {"merchant_admin", "merchant_staff"}),

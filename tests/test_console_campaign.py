@@ -452,7 +452,7 @@ def _stats(*, treatment=(0, 0, 0), control=(0, 0, 0), holdout=10, first_day: dat
                 "unique_users": treatment[0] + control[0],
                 "exposures": {"treatment": treatment[0], "control": control[0]},
                 "redemption_rate_of_unlocks": None,
-                "redemption_rate_of_treatment_users": None,
+                "redemptions_per_treatment_user": None,
                 "time_to_redeem_minutes": {
                     "median": None,
                     "p75": None,

@@ -58,6 +58,31 @@ def offer_row(page, title: str):
 # --------------------------------------------------------------------------- the whole set-up, in the browser
 
 
+def test_a_new_campaign_with_a_holdout_says_how_long_it_will_need(console, world, db):
+    merchant = world.merchant()
+    venue = world.venue(merchant, name="Cafe Majorstuen")
+    for _ in range(3):  # some history at the venue: three users' accepted check-ins, two days ago
+        checkin_unlocks(world, venue)
+    db.execute("UPDATE checkins SET received_at = received_at - interval '2 days' WHERE venue_id = %s", [venue["id"]])
+    page = console.page(merchant.admin)
+    page.goto("/dashboard/campaigns/new")
+    page.fill("#name", "Spring coffee")
+    page.check(f"input[name=venue_ids][value='{venue['id']}']")
+    page.select_option("#timezone", "UTC")
+    page.fill("#starts_at", (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"))
+    page.fill("#ends_at", (datetime.now(UTC) + timedelta(days=60)).strftime("%Y-%m-%dT%H:%M"))
+    page.fill("#holdout_percent", "20")
+    page.click("#save-campaign")
+    page.wait_for_url(re.compile(r"/dashboard/campaigns/[0-9a-f-]+/offers\?notice=created$"))
+    plan = page.locator("#power-plan")
+    days = world.http.get(
+        f"/v1/campaigns/{merchant_campaigns(db, merchant)[0]['id']}/power", headers=merchant.admin
+    ).json()["days"]
+    assert days is not None and plan.get_attribute("data-power-days") == str(days)
+    assert f"about {days:,} days" in plan.inner_text()
+    screenshot(page, "campaign_created_power_plan")
+
+
 def test_an_admin_sets_up_a_campaign_and_runs_its_offer_from_the_browser(console, world, db):
     merchant = world.merchant()
     bakery = world.venue(merchant, name="Bakery Grünerløkka")
@@ -93,6 +118,7 @@ def test_an_admin_sets_up_a_campaign_and_runs_its_offer_from_the_browser(console
     (campaign,) = merchant_campaigns(db, merchant)
     assert (campaign["name"], campaign["status"]) == ("Winter buns", "draft")
     assert page.locator("#campaign-status").inner_text() == "draft"
+    assert page.locator("#power-plan").count() == 0  # no holdout, nothing to measure
 
     # An offer: a rule whose parameter is out of bounds first, then a valid one.
     page.click("#new-offer")

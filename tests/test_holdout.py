@@ -1,7 +1,7 @@
 """The randomized holdout: a deterministic hash of (salt, user) puts holdout_percent of a
 campaign's users in control. Control users are recorded like everyone else but never
-unlock; the arm is fixed at the first accepted check-in and never changes; a rejected
-check-in assigns nothing."""
+unlock (where treatment would, they ghost-unlock, unseen); the arm is fixed at the first
+accepted check-in and never changes; a rejected check-in assigns nothing."""
 
 from __future__ import annotations
 
@@ -87,6 +87,7 @@ def test_the_control_share_matches_holdout_percent_over_many_users(world, db):
         ("checkin_accepted", "control"): control,
         ("checkin_accepted", "treatment"): users - control,
         ("offer_unlocked", "treatment"): users - control,
+        ("ghost_unlock", "control"): control,  # where treatment unlocks, control ghost-unlocks
     }
     effect = db.execute(
         "SELECT arm, sum(users)::int AS users FROM campaign_effect WHERE campaign_id = %s GROUP BY arm",
@@ -172,10 +173,13 @@ def test_the_arm_never_changes_on_later_check_ins(world, db, monkeypatch, settin
             "SELECT * FROM exposures WHERE campaign_id = %s AND user_id = %s", (campaign["id"], sub)
         ).fetchone()
         assert all(b["status"] == "accepted" for b in bodies)
-        assert {k: v for k, v in after.items() if k != "return_visits"} == {
-            k: v for k, v in before.items() if k != "return_visits"
+        counts = ("return_visits", "triggered_visits")
+        assert {k: v for k, v in after.items() if k not in counts} == {
+            k: v for k, v in before.items() if k not in counts
         }
         assert (before["return_visits"], after["return_visits"]) == (0, 3)
+        # both arms were triggered by the exposing visit (a real or a ghost unlock)
+        assert (before["triggered_visits"], after["triggered_visits"]) == (0, 3)
         assert [len(b["unlocked"]) for b in bodies] == ([0, 0, 0] if arm == "control" else [1, 1, 1])
 
 

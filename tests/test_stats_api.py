@@ -115,7 +115,7 @@ def test_the_funnel_counts_what_the_requests_did(world, db):
     assert funnel["unlocks"] == len(codes) == 4  # 3 first visits + 1 return, treated
     assert (funnel["redemptions"], funnel["voids"]) == (1, 1)
     assert funnel["redemption_rate_of_unlocks"] == pytest.approx(1 / 4)
-    assert funnel["redemption_rate_of_treatment_users"] == pytest.approx(1 / 3)
+    assert funnel["redemptions_per_treatment_user"] == pytest.approx(1 / 3)
     assert body["status"] == "collecting"  # no window has closed yet
     assert body["effect"]["arms"]["treatment"]["users_exposed"] == 3
     assert body["effect"]["arms"]["control"]["users_window_closed"] == 0
@@ -475,3 +475,43 @@ def test_a_void_after_midnight_counts_against_the_day_of_its_redemption(world, d
     assert (days[yesterday]["redemptions"], days[yesterday]["voids"]) == (0, 1)
     assert all(row["redemptions"] >= 0 for row in body["by_day"])
     assert body["funnel"]["redemptions"] == 0
+
+
+def test_the_power_plan_reads_the_venues_history(world, db):
+    """GET /power: 40 users first seen 20 days ago, half back 3 days later, and 16 seen 2 days ago
+    (window not closed: counted as traffic, not in the baseline). Roles as for the stats."""
+    from offers.stats_math import power_plan
+
+    m = world.merchant()
+    v = world.venue(m)
+    campaign = world.campaign(m, [v["id"]], holdout_percent=30, attribution_days=7, activate=False)
+    now = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    rows = []
+    for i in range(40):
+        first = now - timedelta(days=20)
+        rows.append((f"power-{campaign['id']}-{i}", first))
+        if i % 2:
+            rows.append((f"power-{campaign['id']}-{i}", first + timedelta(days=3)))
+    rows += [(f"power-{campaign['id']}-late-{i}", now - timedelta(days=2)) for i in range(16)]
+    for user, at in rows:
+        db.execute(
+            "INSERT INTO checkins (user_id, venue_id, status, lon, lat, accuracy_m, observed_at, received_at)"
+            " VALUES (%s, %s, 'accepted', 10, 60, 10, %s, %s)",
+            (user, v["id"], at, at),
+        )
+    url = f"/v1/campaigns/{campaign['id']}/power"
+
+    body = world.http.get(url, headers=m.marketer, params={"lift_pp": 5}).json()
+
+    plan = power_plan(0.5, 0.05, 0.3, 56 / 28, 7)
+    assert body == {
+        "users_per_arm": {"treatment": plan.users_treatment, "control": plan.users_control},
+        "days": plan.days,
+        "daily_new_users": pytest.approx(2.0),
+        "baseline_return_rate": pytest.approx(0.5),
+        "lift_pp": 5.0,
+    }
+    assert world.http.get(url, headers=m.admin).json()["lift_pp"] == 2.0  # the default
+    assert world.http.get(url, headers=m.staff).status_code == 403
+    assert world.http.get(url, headers=world.merchant("Other").admin).status_code == 404
+    assert world.http.get(url, headers=m.admin, params={"lift_pp": 0}).status_code == 422

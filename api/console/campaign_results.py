@@ -34,6 +34,7 @@ from core.errors import NotFound
 from core.settings import Settings
 from geo.venues import Venue
 from offers.campaigns import Campaign, get_campaign
+from offers.power import DEFAULT_LIFT_PP, power_for_campaign
 from offers.stats import (
     MIN_USERS_PER_ARM,
     UsersNeeded,
@@ -353,6 +354,7 @@ async def campaign_results(
     stats = CampaignStats.model_validate(raw)
     document = stats.model_dump(mode="json")  # exactly what the API sends
     offers = await offer_figures(session, campaign)
+    power = await power_for_campaign(session, merchant_id, campaign_id, DEFAULT_LIFT_PP, today)
     with_figures = {row.venue_id for row in stats.by_venue}
     fences = await venue_fences(session, merchant_id, sorted(set(campaign.venue_ids) | with_figures))
     return render(
@@ -367,6 +369,7 @@ async def campaign_results(
         rates=rate_scale(stats.effect),
         lifts=lift_scale(stats.effect),
         offers=offers,
+        power=power,
         rule_names=RULE_NAMES,
         reasons=rejection_reasons(settings),
         venue_names={str(venue.id): venue.name for venue in fences},

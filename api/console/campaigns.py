@@ -42,6 +42,7 @@ from geo.venues import Venue
 from offers import campaigns as store
 from offers.campaigns import OFFER_FROZEN_ONCE_ACTIVE, OFFER_TEXTS, TRANSITIONS, Campaign, Offer
 from offers.overview import CampaignGlance, campaign_glances
+from offers.power import DEFAULT_LIFT_PP, power_for_campaign
 from offers.rules import Rule
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -673,6 +674,12 @@ async def _offers_page(
     status_code: int = 200,
 ) -> HTMLResponse:
     remaining = await store.offer_remaining(session, [o.id for o in campaign.offers])
+    notice = request.query_params.get("notice")
+    power = None
+    if notice == "created":  # how long it will need, while the merchant still shapes it
+        power = await power_for_campaign(
+            session, campaign.merchant_id, campaign.id, DEFAULT_LIFT_PP, datetime.now(UTC).date()
+        )
     return render(
         request,
         "offers.html",
@@ -687,7 +694,8 @@ async def _offers_page(
         actions=campaign_actions(campaign),
         offer_actions=offer_actions,
         problem=problem,
-        notice=request.query_params.get("notice"),
+        notice=notice,
+        power=power,
     )
 
 

@@ -11,8 +11,9 @@ from fastapi.responses import Response
 
 from api.deps import Session, StatsReader, merchant_of
 from api.problems import error_responses
+from offers.power import DEFAULT_LIFT_PP, power_for_campaign
 from offers.stats import campaign_stats, stats_csv
-from offers.stats_schema import CampaignStats
+from offers.stats_schema import CampaignStats, PowerPlan
 
 router = APIRouter(prefix="/v1", tags=["stats"], responses=error_responses(401, 403, 404, 422, 500))
 
@@ -47,3 +48,25 @@ async def get_stats(
     if format == "csv":
         return csv_response(stats, campaign_id)
     return stats
+
+
+@router.get("/campaigns/{campaign_id}/power", response_model=PowerPlan)
+async def get_power(
+    campaign_id: uuid.UUID,
+    principal: StatsReader,
+    session: Session,
+    lift_pp: Annotated[
+        float, Query(ge=0.1, le=50, description="absolute lift to detect, in percentage points (0.1 to 50)")
+    ] = DEFAULT_LIFT_PP,
+) -> dict[str, Any]:
+    """Users per arm and days needed to detect lift_pp (default 2 percentage points) at 80% power, from the
+    campaign venues' accepted check-ins over the last 28 days and the holdout share. For a draft or a
+    running campaign."""
+    plan = await power_for_campaign(session, merchant_of(principal), campaign_id, lift_pp, datetime.now(UTC).date())
+    return {
+        "users_per_arm": {"treatment": plan.users_treatment, "control": plan.users_control},
+        "days": plan.days,
+        "daily_new_users": plan.daily_new_users,
+        "baseline_return_rate": plan.baseline_return_rate,
+        "lift_pp": plan.lift_pp,
+    }

@@ -1,6 +1,9 @@
 -- An accepted check-in in one running campaign: the user's arm (exposing them at their first
 -- accepted check-in there), the check-in's event and counter, then every offer whose schedule and
 -- rule the check-in meets is unlocked. Returns what the user sees of their own unlocks (an array).
+-- A control user is judged by the same schedules, rules, per-user limits and remaining budgets, and
+-- where a treatment user would unlock gets a ghost unlock instead (unlock_earned, ghost_unlock):
+-- recorded for the triggered analysis, never shown, so their array stays empty.
 CREATE OR REPLACE FUNCTION accept_in_campaign(camp campaigns, p_venue uuid, p_merchant uuid, p_tz text,
                                               p_user text, p_checkin uuid, p_observed_at timestamptz, p_shard smallint)
 RETURNS jsonb LANGUAGE plpgsql AS $$
@@ -15,11 +18,6 @@ BEGIN
     VALUES ('checkin_accepted', camp.id, p_venue, p_user, p_checkin, user_arm);
     PERFORM bump_counter(camp.id, utc_day(p_observed_at), p_venue, 'checkin_accepted', p_shard);
 
-    -- The holdout: control users are recorded like everyone else but never unlock.
-    IF user_arm = 'control' THEN
-        RETURN unlocked;
-    END IF;
-
     -- Only active offers: a paused or retired one unlocks nothing (filtered here, in the one query).
     FOR offer IN SELECT * FROM offers o WHERE o.campaign_id = camp.id AND o.status = 'active'
                  ORDER BY o.created_at, o.id LOOP
@@ -32,7 +30,7 @@ BEGIN
             PERFORM pg_advisory_xact_lock(hashtextextended('rule:' || offer.id || ':' || p_venue, 0));
         END IF;
         CONTINUE WHEN NOT rule_met(offer, camp, p_user, p_venue, p_tz, p_observed_at);
-        u := unlock_earned(offer, p_merchant, p_venue, p_user, p_checkin, p_observed_at, p_shard);
+        u := unlock_earned(offer, user_arm, p_merchant, p_venue, p_user, p_checkin, p_observed_at, p_shard);
         IF u.id IS NOT NULL THEN
             unlocked := unlocked || unlock_json(offer, u);
         END IF;
