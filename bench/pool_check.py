@@ -23,14 +23,12 @@ import asyncio
 import json
 import os
 import secrets
-import subprocess
 import sys
 import time
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import psycopg
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -58,38 +56,14 @@ uvicorn.run("bench.pool_app:app", host="127.0.0.1", port={port}, workers={worker
 
 
 class VariantService(Service):
-    """The service with one checkout check; started like runners.Service, ready once /readyz answers 200
-    (degraded included: a function source edited but not yet pinned in a revision does not matter here)."""
+    """The service with one checkout check, started and stopped like runners.Service; ready once /readyz
+    answers 200 (degraded included: a function source edited but not yet pinned in a revision does not
+    matter here)."""
 
     def __init__(self, env: dict[str, str], workers: int, log_path: Path, check: str) -> None:
-        super().__init__(env | {"BENCH_CHECKOUT_CHECK": check}, workers, log_path)
+        super().__init__(env | {"BENCH_CHECKOUT_CHECK": check}, workers, log_path, ready_states=("ready", "degraded"))
         self.check = check
-
-    def __enter__(self) -> VariantService:
-        with self.log_path.open("w") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", SERVE.format(port=self.port, workers=self.workers)],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=ROOT,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the service ({self.check}) exited at start:\n{self.log_tail()}")
-            try:
-                if (
-                    httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200
-                    and len(self.worker_pids()) == self.workers
-                ):
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.__exit__()
-        raise RuntimeError(f"the service ({self.check}) was not ready within 60 s:\n{self.log_tail()}")
+        self.argv = [sys.executable, "-c", SERVE.format(port=self.port, workers=workers)]
 
 
 def checkin_rows(url: str, signer: Signer, progress: Progress) -> tuple[Path, int]:

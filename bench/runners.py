@@ -185,28 +185,32 @@ def db_counters(database_url: str) -> tuple[int, float]:
 class Service:
     """`checkin-offers serve` as deployed (uvicorn, uvloop, httptools, several workers) on loopback."""
 
-    def __init__(self, env: dict[str, str], workers: int, log_path: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], workers: int, log_path: Path, *, ready_states: tuple[str, ...] = ("ready",)
+    ) -> None:
         self.database = make_url(env["CHECKIN_DATABASE_URL"]).database
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = env
         self.workers = workers
         self.log_path = log_path
+        self.ready_states = ready_states  # the /readyz statuses that count as started
+        self.argv = [
+            str(VENV_BIN / "checkin-offers"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+        ]
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Service:
         with self.log_path.open("w") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                [
-                    str(VENV_BIN / "checkin-offers"),
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--workers",
-                    str(self.workers),
-                ],
+                self.argv,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -223,7 +227,7 @@ class Service:
                 answer = ready.text
                 if (
                     ready.status_code == 200
-                    and ready.json()["status"] == "ready"
+                    and ready.json()["status"] in self.ready_states
                     and len(self.worker_pids()) == self.workers
                 ):
                     return self

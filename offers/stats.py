@@ -24,7 +24,7 @@ import math
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from offers import stats_math
 from offers.campaigns import Campaign, get_campaign, offer_remaining
-from offers.effect_sums import ArmSums, effect_sums
+from offers.effect_sums import effect_sums
 from offers.rules import Rule, budget_for
 from offers.satisfaction import campaign_satisfaction
 from offers.stats_schema import Effect
@@ -277,12 +277,7 @@ async def campaign_stats(
     }
 
 
-ARM_SUMS = ("users", "closed_users", "returned", "visits", "visits_sq")
-COVARIATE_SUMS = ("pre", "pre_sq", "pre_visits")
-
-
-def _as_counts(arm_sums: ArmSums) -> dict[str, int]:
-    return {k: int(getattr(arm_sums, k)) for k in ARM_SUMS + COVARIATE_SUMS}
+ARM_SUMS = ("users", "closed_users", "returned", "visits", "visits_sq")  # without the CUPED covariate sums
 
 
 async def _effect_sums(
@@ -292,7 +287,7 @@ async def _effect_sums(
     analysis."""
     sums = await effect_sums(session, campaign.id, campaign.attribution_days, today)
     itt, triggered = (
-        {arm: _as_counts(s[arm]) for arm in ("treatment", "control")} for s in (sums["itt"], sums["triggered"])
+        {arm: asdict(s[arm]) for arm in ("treatment", "control")} for s in (sums["itt"], sums["triggered"])
     )
     return itt, triggered
 

@@ -49,7 +49,7 @@ os.environ.update(
 os.environ.pop("CHECKIN_JWT_PUBLIC_KEY", None)
 os.environ.pop("CHECKIN_JWKS_URL", None)
 
-pytest_plugins = ["tests.factories", "tests.browser"]
+pytest_plugins = ["tests.factories", "tests.browser", "tests.webhook_receiver"]
 
 
 def _free_port() -> int:

@@ -13,16 +13,9 @@ import pytest
 from tests.browser import screenshot
 from tests.test_console_campaigns import expect_error_page
 from tests.test_console_sign_in import bearer
-from tests.webhook_receiver import Receiver, verified
+from tests.webhook_receiver import verified
 
 SESSION = "checkin_session"
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -16,11 +16,11 @@ import redis.asyncio as aioredis
 
 from core.db import make_engine
 from core.errors import Conflict, Gone, NotFound, ProblemError, ValidationFailed
-from core.idempotency import purge_expired_keys
 from core.redis import RedisState
 from core.settings import Settings
 from offers import redemption
 from tests.factories import problem_apart_from_request
+from tests.test_idempotency_purge import purge_now
 from tests.test_redis_outage import redis_at
 
 PARALLEL = 16
@@ -298,14 +298,7 @@ def test_redemption_keys_are_purged_after_their_time_to_live(world, db, till, se
         (staff_sub, old_key),
     )
 
-    async def purge() -> int:
-        engine = make_engine(settings.database_url, 1)
-        try:
-            return await purge_expired_keys(engine, settings.idempotency_ttl_s)
-        finally:
-            await engine.dispose()
-
-    assert asyncio.run(purge()) >= 1
+    assert purge_now(settings) >= 1
     kept = db.execute("SELECT key FROM redemption_keys WHERE merchant_id = %s AND staff_sub = %s", (m.id, staff_sub))
     assert [row["key"] for row in kept] == [fresh_key]
 

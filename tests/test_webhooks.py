@@ -27,7 +27,7 @@ from offers.webhooks.address import RefusedURL, check_url, refusal
 from offers.webhooks.worker import retry_delay_s
 from tests.factories import offer_body
 from tests.test_errors_and_limits import assert_problem
-from tests.webhook_receiver import Receiver, verified
+from tests.webhook_receiver import verified
 
 ANY_ID = "00000000-0000-4000-8000-000000000000"
 
@@ -79,13 +79,6 @@ def in_database(database_url: str, work):
             await engine.dispose()
 
     return asyncio.run(run())
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 from standardwebhooks import Webhook
 
 
@@ -98,3 +99,11 @@ class Receiver:
 def verified(secret: str, request: Received) -> dict:
     """The payload, verified as a receiver does with the standardwebhooks library (raises if not)."""
     return Webhook(secret).verify(request.body, request.headers)
+
+
+@pytest.fixture
+def receiver():
+    """A receiver on 127.0.0.1 for the test, closed after it."""
+    server = Receiver()
+    yield server
+    server.close()

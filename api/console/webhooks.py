@@ -110,14 +110,18 @@ async def add_webhook(request: Request, principal: ConsoleUser, session: Session
     return await _list_page(request, principal, session, created=made)
 
 
-async def _own(session: AsyncSession, principal: Principal, raw_id: str) -> dict[str, Any] | None:
+async def _own(request: Request, principal: Principal, session: AsyncSession, raw_id: str) -> dict[str, Any] | Response:
+    """The admin's own endpoint, else the page that refuses: 403 for another role, 404 for an id that is
+    not one of the merchant's endpoints."""
+    if principal.role != Role.MERCHANT_ADMIN:
+        return forbidden(request, principal)
     endpoint_id = parse_id(raw_id)
-    if endpoint_id is None:
-        return None
     try:
-        return await endpoints.get_endpoint(session, merchant_of(principal), endpoint_id)
+        if endpoint_id is not None:
+            return await endpoints.get_endpoint(session, merchant_of(principal), endpoint_id)
     except NotFound:
-        return None
+        pass
+    return not_found(request, principal)
 
 
 @router.post("/webhooks/{endpoint_id}/delete")
@@ -125,11 +129,9 @@ async def delete_webhook(
     request: Request, endpoint_id: str, principal: ConsoleUser, session: Session, settings: SettingsDep
 ) -> Response:
     await check_csrf(request, settings)
-    if principal.role != Role.MERCHANT_ADMIN:
-        return forbidden(request, principal)
-    found = await _own(session, principal, endpoint_id)
-    if found is None:
-        return not_found(request, principal)
+    found = await _own(request, principal, session, endpoint_id)
+    if isinstance(found, Response):
+        return found
     await endpoints.delete_endpoint(session, merchant_of(principal), found["id"])
     return RedirectResponse("/dashboard/webhooks", 303)
 
@@ -139,11 +141,9 @@ async def enable_webhook(
     request: Request, endpoint_id: str, principal: ConsoleUser, session: Session, settings: SettingsDep
 ) -> Response:
     await check_csrf(request, settings)
-    if principal.role != Role.MERCHANT_ADMIN:
-        return forbidden(request, principal)
-    found = await _own(session, principal, endpoint_id)
-    if found is None:
-        return not_found(request, principal)
+    found = await _own(request, principal, session, endpoint_id)
+    if isinstance(found, Response):
+        return found
     await endpoints.enable_endpoint(session, merchant_of(principal), found["id"])
     return RedirectResponse(f"/dashboard/webhooks/{found['id']}", 303)
 
@@ -179,11 +179,9 @@ async def webhook(
     request: Request, endpoint_id: str, principal: ConsoleUser, session: Session, cursor: str | None = None
 ) -> Response:
     """An endpoint and its deliveries, newest first (?cursor= for older ones)."""
-    if principal.role != Role.MERCHANT_ADMIN:
-        return forbidden(request, principal)
-    found = await _own(session, principal, endpoint_id)
-    if found is None:
-        return not_found(request, principal)
+    found = await _own(request, principal, session, endpoint_id)
+    if isinstance(found, Response):
+        return found
     try:
         return await _deliveries_page(request, principal, session, found, cursor=cursor)
     except ProblemError:  # a cursor the page did not make: start from the newest
@@ -201,11 +199,11 @@ async def redeliver(
 ) -> Response:
     """Send a delivery again soon: same webhook-id, same body."""
     await check_csrf(request, settings)
-    if principal.role != Role.MERCHANT_ADMIN:
-        return forbidden(request, principal)
-    found = await _own(session, principal, endpoint_id)
+    found = await _own(request, principal, session, endpoint_id)
+    if isinstance(found, Response):
+        return found
     delivery = parse_id(delivery_id)
-    if found is None or delivery is None:
+    if delivery is None:
         return not_found(request, principal)
     try:
         again = await endpoints.redeliver(session, merchant_of(principal), found["id"], delivery)
