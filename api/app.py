@@ -21,13 +21,16 @@ from api.deps import AuthenticateBeforeBody
 from api.limits import BodySizeLimit, HeaderSizeLimit
 from api.observability import ObserveRequests
 from api.routes import (
+    audit,
     campaigns,
     checkins,
     codes,
     conversations,
     health,
+    me,
     merchants,
     offers,
+    privacy,
     redemptions,
     stats,
     venues,
@@ -38,6 +41,7 @@ from core.db import get_engine
 from core.idempotency import purge_forever
 from core.redis import get_redis
 from core.settings import get_settings
+from offers.privacy import retention
 from offers.webhooks.worker import lead_when_possible
 
 DESCRIPTION = """Location-based check-in offers. An offer is shown only at the moment of a real,
@@ -110,6 +114,8 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     delivering = asyncio.create_task(lead_when_possible(get_settings())) if get_settings().webhook_worker else None
     # Under several workers each writes its pool and Redis gauges for scrapes another one answers.
     sampling = asyncio.create_task(metrics.sample_forever()) if metrics.MULTIPROCESS_DIR else None
+    # Location retention, one process at a time: see offers/privacy/retention.py.
+    purging = asyncio.create_task(retention.purge_forever(get_settings())) if get_settings().privacy_purge else None
     yield
     purge.cancel()
     if delivering is not None:
@@ -117,6 +123,9 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.gather(delivering, return_exceptions=True)  # its connection closed: the lock is free
     if sampling is not None:
         sampling.cancel()
+    if purging is not None:
+        purging.cancel()
+        await asyncio.gather(purging, return_exceptions=True)  # its connection closed: the lock is free
     metrics.forget_this_process()
     await get_engine().dispose()
     await get_redis().client.aclose()
@@ -147,6 +156,9 @@ def create_app() -> FastAPI:
         stats,
         conversations,
         webhooks,
+        me,
+        privacy,
+        audit,
     ):
         app.include_router(module.router)
     console.install(app)

@@ -384,8 +384,12 @@ class CodeOut(BaseModel):
     redeemed_at: datetime | None
 
 
+CUSTOMER_PSEUDONYM = "the customer's pseudonym, stable for this merchant (never who they are), e.g. cust-7f3a9c2e1b04"
+
+
 class RedemptionItem(BaseModel):
     id: uuid.UUID
+    customer: str = Field(description=CUSTOMER_PSEUDONYM)
     code_masked: str = Field(
         description="****-****- and the code's last 4 characters: enough to match a customer's code, not to redeem it"
     )
@@ -420,12 +424,19 @@ class MerchantMe(BaseModel):
 class ReviewedCheckin(BaseModel):
     id: uuid.UUID
     venue_id: uuid.UUID
+    customer: str = Field(description=CUSTOMER_PSEUDONYM)
     status: Literal["accepted", "rejected"]
     reason: str | None = Field(description="why it was rejected (as in POST /v1/checkins); null when accepted")
     detail: dict[str, Any] | None = Field(description="the figures behind a rejection, as its response gave them")
-    accuracy_m: float = Field(description="the GPS accuracy radius the phone reported")
-    distance_to_fence_m: float = Field(
-        description="metres from the reported position to the venue's current fence, 0 inside; never the position"
+    accuracy_m: float | None = Field(
+        description="the GPS accuracy radius the phone reported; null once retention has removed the position"
+    )
+    accuracy_bucket: str | None = Field(
+        description="the accuracy coarsely, in metres: 0-10, 10-25, 25-50, 50-100, 100-250 or 250+; kept past retention"
+    )
+    distance_to_fence_m: float | None = Field(
+        description="metres from the reported position to the venue's current fence, 0 inside; never the position. "
+        "Once retention has removed the position, the distance to the fence of then, to 10 m (null if unknown)"
     )
     observed_at: datetime = Field(description="when the phone took the fix")
     received_at: datetime = Field(description="when the server got it (later for a fix sent from an offline queue)")

@@ -34,11 +34,13 @@ SEARCH_PATH = f"{SCHEMA},public"
 
 # The reference version's functions, installed in this order: a file, or a directory standing for its
 # *.sql files in name order (files with CREATE OR REPLACE replace what earlier ones defined, so a revision
-# that pins only the functions it changes goes after the one it builds on). Revision 0003: 0002's
-# functions, then the two 0003 changed.
+# that pins only the functions it changes goes after the one it builds on). Revision 0007, the last
+# landed change to the check-in path: 0002's functions, then those 0003 and 0007 changed (0004 changed
+# only redeem(), 0005 and 0006 no function).
 SOURCES: tuple[Path, ...] = (
     ROOT / "migrations" / "sql" / "0002" / "functions",
     ROOT / "migrations" / "sql" / "0003" / "functions",
+    ROOT / "migrations" / "sql" / "0007" / "functions",
 )
 
 # How the API called checkin() at that version (offers/checkin.py: CHECKIN_SQL then): 15 parameters, the

@@ -530,9 +530,9 @@ HISTORY_SQL = (
     """,
     """
     INSERT INTO unlocks (offer_id, campaign_id, merchant_id, venue_id, user_id, checkin_id, code, unlocked_at,
-                         expires_at)
+                         expires_at, visit_day)
     SELECT o.id, x.campaign_id, cp.merchant_id, x.venue_id, x.user_id, x.checkin_id, new_offer_code(),
-           x.exposed_at, x.exposed_at + make_interval(mins => o.redeem_within_minutes)
+           x.exposed_at, x.exposed_at + make_interval(mins => o.redeem_within_minutes), utc_day(x.exposed_at)
     FROM exposures x
     JOIN campaigns cp ON cp.id = x.campaign_id
     JOIN offers o ON o.campaign_id = x.campaign_id AND o.rule ->> 'type' = 'every_checkin'

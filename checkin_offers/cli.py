@@ -1,4 +1,5 @@
-"""The `checkin-offers` command: serve, worker, migrate, function-revision, token, seed-demo, simulate, openapi."""
+"""The `checkin-offers` command: serve, worker, purge, migrate, function-revision, token, seed-demo, simulate,
+openapi."""
 
 from __future__ import annotations
 
@@ -79,6 +80,35 @@ def _worker(_: argparse.Namespace) -> None:
         asyncio.run(lead_when_possible(settings))
 
 
+def _purge(_: argparse.Namespace) -> None:
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    from core.settings import get_settings
+    from offers.privacy.retention import purge_positions
+
+    settings = get_settings()
+
+    def progress(purged: int) -> None:
+        print(f"purged {purged} check-ins so far", flush=True)
+
+    async def purge() -> int:
+        engine = create_async_engine(settings.database_url, poolclass=NullPool, hide_parameters=True)
+        try:
+            async with engine.connect() as conn:
+                return await purge_positions(conn, settings, progress)
+        finally:
+            await engine.dispose()
+
+    purged = asyncio.run(purge())
+    print(
+        f"purged the position and device id of {purged} check-ins (accepted after "
+        f"{settings.raw_location_days} days, rejected after {settings.fraud_review_days})"
+    )
+
+
 def _migrate(_: argparse.Namespace) -> None:
     from core.migrate import head_revision, migrate
     from core.settings import get_settings
@@ -140,6 +170,12 @@ def main(argv: list[str] | None = None) -> None:
         help="deliver webhooks (the worker `serve` also runs: one process leads at a time; "
         "set CHECKIN_WEBHOOK_WORKER=false on the API to leave it to this)",
     ).set_defaults(run=_worker)
+
+    commands.add_parser(
+        "purge",
+        help="remove positions and device ids of check-ins past their retention, in batches, and exit "
+        "(for cron; `serve` also runs it hourly unless CHECKIN_PRIVACY_PURGE=false)",
+    ).set_defaults(run=_purge)
 
     commands.add_parser("migrate", help="create the database if missing and migrate it to head").set_defaults(
         run=_migrate

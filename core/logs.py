@@ -91,5 +91,8 @@ def logging_config(level: str) -> dict[str, Any]:
             "uvicorn.error": {"level": level.upper(), "handlers": [], "propagate": True},
             "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
             "alembic": {"level": "WARNING"},  # its plugin set-up at import, not news
+            # At debug, SQL statements with their parameters hidden (core/db.py, hide_parameters);
+            # never SQLAlchemy's DEBUG, which logs result rows: codes and positions.
+            "sqlalchemy.engine": {"level": "INFO" if level.upper() == "DEBUG" else "WARNING"},
         },
     }

@@ -5,8 +5,10 @@ A pseudonym is the HMAC-SHA256 of (prefix, scope, subject) under a server key, s
 readable form such as "cust-7f3a9c2e1b04". The same subject has the same pseudonym in a scope
 every time, and unrelated ones in other scopes, so two merchants cannot match their customers.
 Without the key nobody can go back from a pseudonym to the subject, nor test a guessed subject
-against one. The prefix is part of what is hashed, so pseudonyms made for other uses (fraud
-review, exports) are unrelated to these even in the same scope.
+against one. The prefix is part of what is hashed, so pseudonyms made for other uses (another
+prefix) are unrelated to these even in the same scope. A merchant sees one customer under one
+pseudonym everywhere (fraud review, redemptions, the inbox, the console, webhooks): a complaint
+in the inbox and that customer's refused check-ins are then seen to be the same person's.
 
 12 hex digits are 48 bits: among 100,000 people in one scope, the chance that any two share a
 pseudonym is about 2 in 100,000 (n² / 2⁴⁹). A pseudonym is for people to read; rows are found by id.

@@ -21,6 +21,7 @@ ASYMMETRIC_ALGORITHMS = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "
 MIN_SECRET_DISTINCT_CHARACTERS = 16
 MAX_JWT_LEEWAY_S = 300
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+HALF_EARTH_KM = 20_038  # the farthest two fixes can be apart
 # Refused at zero or below outside development: each would stop the service or disable a limit.
 POSITIVE_LIMITS = (
     "max_body_bytes",
@@ -121,11 +122,27 @@ class Settings(BaseSettings):
     webhook_retry_base_s: float = Field(default=5.0, gt=0)  # the first retry comes within this; it doubles each time
     webhook_retry_cap_s: float = Field(default=3600.0, gt=0)  # the longest wait between two attempts
 
+    # Location retention (offers/privacy/retention.py): accepted check-ins keep their position and
+    # device id this many days, rejected ones (with the figures of their detail) for fraud review this
+    # many; then they are purged in batches by a job in `serve` (one leader) or `checkin-offers purge`.
+    raw_location_days: int = Field(default=30, gt=0)
+    fraud_review_days: int = Field(default=90, gt=0)
+    privacy_purge: bool = True  # false where cron runs `checkin-offers purge` instead
+
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
         if self.redemption_max_delay_s >= self.redemption_failure_memory_s:
             # Else a guesser who waits out the longest delay is forgotten and starts afresh.
             raise ValueError("CHECKIN_REDEMPTION_MAX_DELAY_S must be shorter than CHECKIN_REDEMPTION_FAILURE_MEMORY_S")
+        if self.max_speed_kmh > 0 and self.raw_location_days * 86400 - self.max_fix_age_s - self.max_future_skew_s < (
+            HALF_EARTH_KM / self.max_speed_kmh * 3600
+        ):
+            # The speed check compares a fix with the user's nearest accepted ones (too_fast()). A fix
+            # purged before any new fix could have been too fast against it would pass a spoofer.
+            raise ValueError(
+                "CHECKIN_RAW_LOCATION_DAYS is too short for CHECKIN_MAX_FIX_AGE_S and CHECKIN_MAX_SPEED_KMH: "
+                "a purged position could still decide the speed check"
+            )
         if self.jwt_secret is None and self.env == "development" and not self.verification_key_set:
             self.jwt_secret = DEV_JWT_SECRET
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:

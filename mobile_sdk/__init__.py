@@ -17,6 +17,10 @@ Wallet: `wallet_page(cursor=None, limit=None)` returns one `WalletPage` (newest 
 `next_cursor` back for the next page, None on the last. `iter_wallet()` walks every page lazily
 (an async iterator on the async client); `wallet()` returns every offer as a list.
 
+Privacy: `export_my_data()` returns everything the service holds about the signed-in person
+(GET /v1/me/export); `erase_me()` erases it (DELETE /v1/me), empties the offline queue so no replay
+brings the person back, and returns the receipt; asking again answers the same receipt.
+
 Token provider: called with no arguments before every request; returns the JWT (the async
 client also accepts an awaitable). After a 401 the client calls it once more and retries that
 request once, so a provider that refreshes expired tokens recovers without the app noticing;

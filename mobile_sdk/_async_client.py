@@ -21,6 +21,8 @@ from ._core import (
     ClientCore,
     campaign_stats_call,
     checkin_call,
+    erase_me_call,
+    export_call,
     nearby_call,
     redeem_call,
     wallet_call,
@@ -152,6 +154,17 @@ class AsyncCheckinOffersClient(ClientCore):
 
     async def redeem(self, code: str, venue_id: str) -> Redemption:
         return await self._call(redeem_call(code, venue_id))
+
+    async def export_my_data(self) -> dict[str, Any]:
+        """Everything the service holds about the signed-in person (GET /v1/me/export), as JSON."""
+        return await self._call(export_call())
+
+    async def erase_me(self) -> dict[str, Any]:
+        """Erase everything the service holds about the signed-in person (DELETE /v1/me) and empty
+        the offline queue; returns the receipt (id, requested_at, completed_at). Asking again is safe."""
+        receipt = await self._call(erase_me_call())
+        self._forget_queue()
+        return receipt
 
     async def campaign_stats(self, campaign_id: str) -> dict[str, Any]:
         return await self._call(campaign_stats_call(campaign_id))

@@ -17,6 +17,8 @@ from ._core import (
     ClientCore,
     campaign_stats_call,
     checkin_call,
+    erase_me_call,
+    export_call,
     nearby_call,
     redeem_call,
     wallet_call,
@@ -147,6 +149,17 @@ class CheckinOffersClient(ClientCore):
 
     def redeem(self, code: str, venue_id: str) -> Redemption:
         return self._call(redeem_call(code, venue_id))
+
+    def export_my_data(self) -> dict[str, Any]:
+        """Everything the service holds about the signed-in person (GET /v1/me/export), as JSON."""
+        return self._call(export_call())
+
+    def erase_me(self) -> dict[str, Any]:
+        """Erase everything the service holds about the signed-in person (DELETE /v1/me) and empty
+        the offline queue; returns the receipt (id, requested_at, completed_at). Asking again is safe."""
+        receipt = self._call(erase_me_call())
+        self._forget_queue()
+        return receipt
 
     def campaign_stats(self, campaign_id: str) -> dict[str, Any]:
         return self._call(campaign_stats_call(campaign_id))

@@ -107,6 +107,14 @@ def campaign_stats_call(campaign_id: str) -> Call[dict[str, Any]]:
     return Call("GET", f"/v1/campaigns/{quote(str(campaign_id), safe='')}/stats", parse_object)
 
 
+def export_call() -> Call[dict[str, Any]]:
+    return Call("GET", "/v1/me/export", parse_object)
+
+
+def erase_me_call() -> Call[dict[str, Any]]:
+    return Call("DELETE", "/v1/me", parse_object)
+
+
 class ClientCore:
     """Configuration both clients hold, and the per-request retry bookkeeping they start from."""
 
@@ -119,6 +127,11 @@ class ClientCore:
 
     def _attempts(self) -> Attempts:
         return Attempts(self._max_attempts, self._rng)
+
+    def _forget_queue(self) -> None:
+        """After an erasure: check-ins queued before it must not bring the person back."""
+        if self._queue is not None:
+            self._queue.clear()
 
     def _require_queue(self) -> OfflineQueue:
         if self._queue is None:

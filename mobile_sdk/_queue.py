@@ -71,6 +71,11 @@ class OfflineQueue:
         with self._connect() as db:
             db.execute("DELETE FROM queued_checkins WHERE seq = ?", (item.seq,))
 
+    def clear(self) -> int:
+        """Forget every queued check-in (they hold positions); how many there were."""
+        with self._connect() as db:
+            return db.execute("DELETE FROM queued_checkins").rowcount
+
     def __len__(self) -> int:
         with self._connect() as db:
             (count,) = db.execute("SELECT COUNT(*) FROM queued_checkins").fetchone()

@@ -22,6 +22,7 @@ from datetime import date
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.errors import Conflict
 from offers import stats_math
 from offers.campaigns import get_campaign
 
@@ -65,6 +66,8 @@ async def power_for_campaign(
     session: AsyncSession, merchant_id: uuid.UUID, campaign_id: uuid.UUID, lift_pp: float, today: date
 ) -> Power:
     campaign = await get_campaign(session, merchant_id, campaign_id)
+    if campaign.status == "ended":  # a plan is for a campaign still to run; an ended one has its stats
+        raise Conflict("an ended campaign has no plan to make: its stats say what it did", code="campaign_ended")
     row = (
         await session.execute(
             HISTORY_SQL,

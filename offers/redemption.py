@@ -32,9 +32,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core import metrics
+from core.auth import Principal
 from core.errors import Conflict, Gone, NotFound, ProblemError, TooManyRequests, ValidationFailed
 from core.idempotency import key_reused
 from core.keyset import decode_cursor, page_of
+from core.logs import REQUEST_ID
+from core.pseudonyms import customer_pseudonym
 from core.redis import RedisError, RedisState
 from core.settings import Settings
 
@@ -45,7 +48,20 @@ _CONFUSABLE = str.maketrans({"O": "0", "I": "1", "L": "1"})
 _CODE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{12}$")
 
 REDEEM_SQL = text("SELECT redeem(:merchant, :code, :venue, :staff, :key, :fingerprint)")
-VOID_SQL = text("SELECT void_redemption(:merchant, :redemption, :admin, :reason, :window)")
+# One statement, so the void and its audit row (offers/audit.py) commit together on the autocommit
+# connection as in the console's transaction. The redemption before it is the one after it without
+# the void's two fields.
+VOID_SQL = text("""
+    WITH voided AS (SELECT void_redemption(:merchant, :redemption, :admin, :reason, :window) AS result),
+    audited AS (
+        INSERT INTO audit_log (merchant_id, actor_sub, actor_role, action, target_type, target_id, before, after,
+                               request_id)
+        SELECT :merchant, :admin, :role, 'redemption.voided', 'redemption', CAST(:redemption AS text),
+               result -> 'response' || '{"voided_at": null, "void_reason": null}', result -> 'response', :request_id
+        FROM voided WHERE result ->> 'outcome' = 'done'
+    )
+    SELECT result FROM voided
+""")
 
 
 def normalize_code(raw: str) -> str | None:
@@ -386,17 +402,20 @@ async def void_redemption(
     settings: Settings,
     *,
     merchant: uuid.UUID,
-    admin: str,
+    admin: Principal,
     redemption: uuid.UUID,
     reason: str,
 ) -> dict[str, Any]:
+    """Void a redemption within the window, recorded in the audit trail as `redemption.voided`."""
     result = (
         await conn.execute(
             VOID_SQL,
             {
                 "merchant": merchant,
                 "redemption": redemption,
-                "admin": admin,
+                "admin": admin.sub,
+                "role": admin.role.value,
+                "request_id": REQUEST_ID.get(),
                 "reason": reason,
                 "window": timedelta(minutes=settings.void_window_minutes),
             },
@@ -447,8 +466,9 @@ async def look_up_code(
 # The merchant's redemptions, newest first, a keyset page at a time (core/keyset.py). The code is
 # masked in the database, so a full code never leaves it: the last 4 characters are enough to
 # match a receipt with the code on a customer's phone, and too few to redeem a voided one again.
+# The customer leaves as their pseudonym for the merchant (core/pseudonyms.py), never the sub.
 _REDEMPTIONS = """
-    SELECT r.id, '****-****-' || right(u.code, 4) AS code_masked, r.offer_id, o.title, r.venue_id,
+    SELECT r.id, u.user_id, '****-****-' || right(u.code, 4) AS code_masked, r.offer_id, o.title, r.venue_id,
            r.redeemed_at, r.staff_sub AS staff, r.voided_at, r.void_reason,
            r.redeemed_at + :window AS void_deadline,
            r.voided_at IS NULL AND r.redeemed_at + :window >= now() AS voidable
@@ -491,4 +511,7 @@ async def redemptions_page(
         params["after_at"], params["after_id"] = decode_cursor(cursor)
     query = REDEMPTIONS_SQL[(venue is not None, cursor is not None)]
     rows = [dict(row) for row in (await conn.execute(query, params)).mappings()]
-    return page_of(rows, limit, lambda row: (row["redeemed_at"], row["id"]))
+    page = page_of(rows, limit, lambda row: (row["redeemed_at"], row["id"]))
+    for row in page["items"]:
+        row["customer"] = customer_pseudonym(settings, merchant, row.pop("user_id"))
+    return page

@@ -194,9 +194,9 @@ class Funnel(FunnelCounts):
 
 class DayFigures(FunnelCounts):
     day: date = Field(
-        description="UTC day. Check-ins (accepted, rejected) and exposures count on the day of the phone's fix "
-        "(observed_at); unlocks, redemptions and voids on the day the server recorded them. They differ only for "
-        "check-ins sent late (offline phones) around midnight UTC"
+        description="UTC day of the check-in each figure comes from (the phone's observed_at): check-ins and "
+        "exposures on their own day, unlocks on the day of the check-in that earned them, redemptions and voids "
+        "on the day of their unlock's check-in (so a day's redemptions may still grow after it)"
     )
 
 

@@ -396,6 +396,19 @@ def free_form_edges(base: dict[str, Any]) -> list[object]:
 # --------------------------------------------------------------------------- the service under attack
 
 
+# Tables the webhook worker writes on its own schedule, for any merchant's endpoint (another test's
+# receiver that has gone away is retried for hours): their row counts change without any request, so
+# only this merchant's rows are compared, and it has no endpoint.
+WRITTEN_IN_THE_BACKGROUND = {
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhook_endpoints",
+    "webhook_messages",
+    "webhook_outbox_cursor",
+    "webhook_srm_state",
+}
+
+
 class Scene:
     """A merchant with a venue, a draft campaign with an offer, an active campaign, an unlocked
     code and a redemption: what every operation's base request refers to."""
@@ -553,7 +566,8 @@ class Scene:
         ).fetchall()
         parts = []
         for table, by_merchant, by_campaign in rows:
-            parts.append(f"(SELECT count(*) FROM {table})")
+            if table not in WRITTEN_IN_THE_BACKGROUND:
+                parts.append(f"(SELECT count(*) FROM {table})")
             if by_merchant:
                 parts.append(
                     f"(SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t WHERE merchant_id = %(m)s)"

@@ -442,39 +442,30 @@ def test_csv_is_refused_for_other_readers(world):
     assert world.http.get(url.replace("csv", "xml"), headers=m.admin).status_code == 422
 
 
-def test_a_void_after_midnight_counts_against_the_day_of_its_redemption(world, db, monkeypatch, settings):
+def test_every_by_day_figure_counts_on_the_day_of_the_check_in_it_comes_from(world, db, monkeypatch, settings):
+    """One clock: a check-in the phone made yesterday evening and sent after midnight (an offline
+    phone) shows on yesterday's row with its unlock, its redemption today and a void after that;
+    today has no row at all, so no day shows unlocks without check-ins or a negative figure."""
     m = world.merchant()
     v = world.venue(m)
     campaign = world.campaign(m, [v["id"]])
-    ((unlock,),) = _unlock_all(world, m, v, 1)
+    monkeypatch.setattr(settings, "max_fix_age_s", 2 * 24 * 3600)
+    today = datetime.now(UTC).date()
+    late_evening = datetime.combine(today, datetime.min.time(), UTC) - timedelta(minutes=5)
+    r = world.checkin(world.user(), *v["center"], observed_at=late_evening)
+    assert r.status_code == 201, r.text
+    unlock = r.json()["unlocked"][0]
     redemption = redeem(world, m, unlock["code"], v["id"])
-    # Test-data setup: the redemption (and its unlock and counter) happened yesterday, late.
-    shift = db.execute(
-        "SELECT now() - (date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '5 minutes') AS s"
-    ).fetchone()["s"]
-    db.execute("UPDATE redemptions SET redeemed_at = redeemed_at - %s WHERE id = %s", [shift, redemption["id"]])
-    db.execute(
-        "UPDATE unlocks SET unlocked_at = unlocked_at - %s, redeemed_at = redeemed_at - %s WHERE id = %s",
-        [shift, shift, unlock["unlock_id"]],
-    )
-    db.execute(
-        "UPDATE campaign_counters SET day = day - 1 WHERE campaign_id = %s AND metric = 'redemption'", [campaign["id"]]
-    )
-    monkeypatch.setattr(settings, "void_window_minutes", 24 * 60)
-
-    assert (
-        world.http.post(
-            f"/v1/redemptions/{redemption['id']}/void", json={"reason": "late"}, headers=m.admin
-        ).status_code
-        == 200
-    )
+    void = world.http.post(f"/v1/redemptions/{redemption['id']}/void", json={"reason": "wrong offer"}, headers=m.admin)
+    assert void.status_code == 200, void.text
+    redeem(world, m, unlock["code"], v["id"])  # the code is live again after a void
 
     body = stats(world, m, campaign)
-    days = {row["day"]: row for row in body["by_day"]}
-    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
-    assert (days[yesterday]["redemptions"], days[yesterday]["voids"]) == (0, 1)
-    assert all(row["redemptions"] >= 0 for row in body["by_day"])
-    assert body["funnel"]["redemptions"] == 0
+    (row,) = body["by_day"]
+    assert row["day"] == (today - timedelta(days=1)).isoformat()
+    # redemptions are net of voids: two at the till, one voided
+    assert (row["checkins_accepted"], row["unlocks"], row["redemptions"], row["voids"]) == (1, 1, 1, 1)
+    assert (body["funnel"]["redemptions"], body["funnel"]["voids"]) == (1, 1)
 
 
 def test_the_power_plan_reads_the_venues_history(world, db):
@@ -515,3 +506,20 @@ def test_the_power_plan_reads_the_venues_history(world, db):
     assert world.http.get(url, headers=m.staff).status_code == 403
     assert world.http.get(url, headers=world.merchant("Other").admin).status_code == 404
     assert world.http.get(url, headers=m.admin, params={"lift_pp": 0}).status_code == 422
+
+
+def test_the_power_plan_is_for_a_campaign_still_to_run(world):
+    """Draft, active and paused campaigns get a plan; an ended one is 409 and its page shows none."""
+    m = world.merchant()
+    v = world.venue(m)
+    campaign = world.campaign(m, [v["id"]], holdout_percent=20, activate=False)
+    url, page = f"/v1/campaigns/{campaign['id']}/power", f"/dashboard/campaigns/{campaign['id']}"
+    assert world.http.get(url, headers=m.admin).status_code == 200  # draft
+    for action in ("activate", "pause"):
+        assert world.http.post(f"/v1/campaigns/{campaign['id']}/{action}", headers=m.admin).status_code == 200
+        assert world.http.get(url, headers=m.admin).status_code == 200
+    assert 'id="power-plan"' in world.http.get(page, headers=m.admin).text
+    assert world.http.post(f"/v1/campaigns/{campaign['id']}/end", headers=m.admin).status_code == 200
+    ended = world.http.get(url, headers=m.admin)
+    assert (ended.status_code, ended.json()["code"]) == (409, "campaign_ended")
+    assert 'id="power-plan"' not in world.http.get(page, headers=m.admin).text

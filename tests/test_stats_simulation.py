@@ -191,6 +191,9 @@ def test_funnel_counts_are_exactly_what_the_simulation_did(simulation):
     by_day = {row["day"]: row for row in s["by_day"]}
     expected_days = Counter(v.at.date().isoformat() for v in accepted)
     assert {d: row["checkins_accepted"] for d, row in by_day.items() if row["checkins_accepted"]} == expected_days
+    # One clock: each unlock on the day of the (back-dated) visit that earned it, not the day it was sent.
+    unlock_days = Counter(v.at.date().isoformat() for v in accepted if arm[v.user] == "treatment")
+    assert {d: row["unlocks"] for d, row in by_day.items() if row["unlocks"]} == unlock_days
     exposed_days = Counter((u.first_at.date().isoformat(), u.arm) for u in users)
     assert {
         (d, a): row[f"exposed_{a}"]

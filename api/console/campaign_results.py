@@ -354,7 +354,11 @@ async def campaign_results(
     stats = CampaignStats.model_validate(raw)
     document = stats.model_dump(mode="json")  # exactly what the API sends
     offers = await offer_figures(session, campaign)
-    power = await power_for_campaign(session, merchant_id, campaign_id, DEFAULT_LIFT_PP, today)
+    power = (
+        None
+        if campaign.status == "ended"
+        else await power_for_campaign(session, merchant_id, campaign_id, DEFAULT_LIFT_PP, today)
+    )
     with_figures = {row.venue_id for row in stats.by_venue}
     fences = await venue_fences(session, merchant_id, sorted(set(campaign.venue_ids) | with_figures))
     return render(

@@ -3,9 +3,10 @@ glance, the campaign form (create, edit; activate, pause, end; delete a draft) a
 campaign's offers (list, create, edit; pause, resume, retire).
 
 Every change goes through the API's own request schemas (CampaignIn, OfferIn, OfferPatch) and
-the same service functions (offers.campaigns), so a form is refused exactly where and why the
-API would refuse it, and the API's messages are shown next to the field at fault. The offer
-form's rule types and parameters are read off offers.rules' Rule union, never listed here.
+the same service functions (api/audited.py over offers.campaigns, recording each change in the
+audit trail), so a form is refused exactly where and why the API would refuse it, and the API's
+messages are shown next to the field at fault. The offer form's rule types and parameters are
+read off offers.rules' Rule union, never listed here.
 
 Who: a merchant's admin changes things; a marketer reads the list and the offers; staff get
 the 403 page; another merchant's (or a missing) campaign or offer is the 404 page.
@@ -31,6 +32,7 @@ from pydantic.fields import FieldInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
+from api import audited
 from api.console.pages import forbidden, not_found, parse_id, render
 from api.console.session import ConsoleUser, check_csrf
 from api.deps import Session, SettingsDep, merchant_of
@@ -676,7 +678,7 @@ async def _offers_page(
     remaining = await store.offer_remaining(session, [o.id for o in campaign.offers])
     notice = request.query_params.get("notice")
     power = None
-    if notice == "created":  # how long it will need, while the merchant still shapes it
+    if notice == "created" and campaign.status != "ended":  # how long it will need, while still shaped
         power = await power_for_campaign(
             session, campaign.merchant_id, campaign.id, DEFAULT_LIFT_PP, datetime.now(UTC).date()
         )
@@ -772,7 +774,7 @@ async def create_campaign(
         return await _campaign_form_page(request, principal, session, campaign=None, form=form, errors=errors)
     try:
         async with all_or_nothing(session):
-            campaign = await store.create_campaign(session, merchant_of(principal), **checked.model_dump())
+            campaign = await audited.create_campaign(session, principal, **checked.model_dump())
     except ValidationFailed as exc:
         errors = place_errors(exc.errors or [], CAMPAIGN_SLOTS)
         return await _campaign_form_page(request, principal, session, campaign=None, form=form, errors=errors)
@@ -808,7 +810,7 @@ async def update_campaign(
     key = campaign.id  # a refusal forgets the loaded objects (all_or_nothing)
     try:
         async with all_or_nothing(session):
-            await store.update_campaign(session, merchant_of(principal), key, campaign_changes(campaign, checked))
+            await audited.update_campaign(session, principal, key, campaign_changes(campaign, checked))
     except ValidationFailed as exc:
         errors = place_errors(exc.errors or [], CAMPAIGN_SLOTS)
         return await _refused_campaign_form(request, principal, session, key, form, errors=errors)
@@ -853,9 +855,9 @@ async def campaign_action(
     try:
         async with all_or_nothing(session):
             if action == "delete":
-                await store.delete_campaign(session, merchant_of(principal), key)
+                await audited.delete_campaign(session, principal, key)
             else:
-                await store.transition(session, merchant_of(principal), key, TRANSITION_NAMES[action])
+                await audited.transition(session, principal, key, TRANSITION_NAMES[action])
     except ProblemError as exc:
         campaign = await store.get_campaign(session, merchant_of(principal), key)
         if back == "list":
@@ -912,9 +914,9 @@ async def create_offer(
     key = campaign.id
     try:
         async with all_or_nothing(session):
-            await store.add_offer(
+            await audited.add_offer(
                 session,
-                merchant_of(principal),
+                principal,
                 key,
                 **checked.model_dump(exclude={"rule", "schedule"}),
                 rule=checked.rule,
@@ -966,7 +968,7 @@ async def update_offer(
     key, offer_key = campaign.id, offer.id
     try:
         async with all_or_nothing(session):
-            await store.update_offer(session, merchant_of(principal), offer_key, changes)
+            await audited.update_offer(session, principal, offer_key, changes)
     except ProblemError as exc:
         campaign = await store.get_campaign(session, merchant_of(principal), key)
         offer = _offer_in(campaign, offer_id)
@@ -1017,7 +1019,7 @@ async def change_offer_status(
     key, offer_key = campaign.id, offer.id
     try:
         async with all_or_nothing(session):
-            await store.update_offer(session, merchant_of(principal), offer_key, {"status": checked.status})
+            await audited.update_offer(session, principal, offer_key, {"status": checked.status})
     except ProblemError as exc:
         campaign = await store.get_campaign(session, merchant_of(principal), key)
         return await _offers_page(request, principal, session, campaign, problem=exc.detail, status_code=exc.status)

@@ -81,6 +81,7 @@ def install(app: FastAPI) -> None:
     app.mount("/dashboard/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.include_router(router)
     from api.console import (  # here: they import render()
+        audit,
         campaign_results,
         campaigns,
         conversations,
@@ -97,6 +98,7 @@ def install(app: FastAPI) -> None:
     app.include_router(till.router)
     app.include_router(conversations.router)
     app.include_router(webhooks.router)
+    app.include_router(audit.router)
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, _: SignInRequired) -> Response:

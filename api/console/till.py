@@ -290,7 +290,7 @@ async def void(request: Request, principal: ConsoleUser, session: Session, setti
             await session.connection(),
             settings,
             merchant=merchant_of(principal),
-            admin=principal.sub,
+            admin=principal,
             redemption=redemption_id,
             reason=reason,
         )

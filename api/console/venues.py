@@ -2,8 +2,9 @@
 check-ins, and the form that creates or edits a venue by drawing or pasting its fence.
 
 Saving validates exactly as POST/PATCH /v1/venues do (the request schema VenueIn, then
-geo.geofence.parse_geofence) and stores with the same geo.venues functions. Only a merchant's
-admin manages venues (others of the merchant may read them in the API, not here).
+geo.geofence.parse_geofence) and stores with the same functions (api/audited.py over geo.venues,
+recording each change in the audit trail). Only a merchant's admin manages venues (others of
+the merchant may read them in the API, not here).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api import audited
 from api.console.pages import forbidden, not_found, own_venue, render
 from api.console.session import ConsoleUser, check_csrf
 from api.deps import Session, SettingsDep, merchant_of
@@ -102,12 +104,16 @@ def outcome(checkin: RecentCheckin) -> str:
 
 
 def checkin_points(checkins: list[RecentCheckin], timezone: str) -> list[dict[str, Any]]:
-    """The map's points: where, how precise, when (the venue's local time) and the outcome's colour."""
+    """The map's points: who (a pseudonym), about where (to about 100 m, geo.checkins.coarse_position;
+    None once retention removed it), how far from the fence (exact), how precise, when (the venue's
+    local time) and the outcome's colour."""
     zone = ZoneInfo(timezone)
     return [
         {
+            "customer": c.customer,
             "lon": c.lon,
             "lat": c.lat,
+            "distance_to_fence_m": c.distance_to_fence_m,
             "accuracy_m": c.accuracy_m,
             "outcome": outcome(c),
             "colour": OUTCOME_COLOURS.get(outcome(c), UNKNOWN_OUTCOME_COLOUR),
@@ -328,9 +334,9 @@ async def create_venue(request: Request, principal: ConsoleUser, session: Sessio
     checked = check_venue_form(form)
     if isinstance(checked, FormErrors):
         return await _form_page(request, principal, session, venue=None, form=form, errors=checked)
-    venue = await venues.create_venue(
+    venue = await audited.create_venue(
         session,
-        merchant_of(principal),
+        principal,
         name=checked.name,
         timezone=checked.timezone,
         address=checked.address,
@@ -353,13 +359,15 @@ async def fence_check(request: Request, principal: ConsoleUser, settings: Settin
 
 
 @router.get("/venues/{venue_id}")
-async def venue_page(venue_id: str, request: Request, principal: ConsoleUser, session: Session) -> Response:
+async def venue_page(
+    venue_id: str, request: Request, principal: ConsoleUser, session: Session, settings: SettingsDep
+) -> Response:
     if not _admin(principal):
         return forbidden(request, principal)
     venue = await own_venue(session, principal, venue_id)
     if venue is None:
         return not_found(request, principal)
-    checkins = await recent_checkins(session, merchant_of(principal), venue.id, RECENT_CHECKINS)
+    checkins = await recent_checkins(session, settings, merchant_of(principal), venue.id, RECENT_CHECKINS)
     points = checkin_points(checkins, venue.timezone)
     return render(
         request,
@@ -404,5 +412,5 @@ async def update_venue(
         "address": checked.address,
         "geofence": checked.geofence,
     }
-    await venues.update_venue(session, merchant_of(principal), venue.id, changes)
+    await audited.update_venue(session, principal, venue.id, changes)
     return RedirectResponse(f"/dashboard/venues/{venue.id}", 303)

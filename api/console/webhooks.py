@@ -2,10 +2,11 @@
 delete; enable again after it was disabled, with the reason it was), and an endpoint's deliveries
 with each attempt's status and error, the next retry, and a button to redeliver.
 
-Every action calls what the API calls (offers.webhooks.endpoints), so the page and
-/v1/webhooks cannot disagree. The secret is shown on the page that answers the form that made it,
-never in a URL, and never again. Who: a merchant's admins; marketers and staff get the 403 page;
-another merchant's (or a missing) endpoint is the 404 page.
+Every action calls what the API calls (api/audited.py over offers.webhooks.endpoints, which records
+the change in the audit trail), so the page and /v1/webhooks cannot disagree. The secret is shown
+on the page that answers the form that made it, never in a URL, and never again. Who: a
+merchant's admins; marketers and staff get the 403 page; another merchant's (or a missing)
+endpoint is the 404 page.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api import audited
 from api.console.pages import forbidden, not_found, parse_id, render
 from api.console.session import ConsoleUser, check_csrf
 from api.deps import Session, SettingsDep, merchant_of
@@ -99,9 +101,7 @@ async def add_webhook(request: Request, principal: ConsoleUser, session: Session
             errors.setdefault(where, "choose at least one event" if where == "events" else detail["msg"])
         return await _list_page(request, principal, session, errors=errors, form=form, status_code=422)
     try:
-        made = await endpoints.create_endpoint(
-            session, settings, merchant_of(principal), url=body.url, events=body.events
-        )
+        made = await audited.create_webhook(session, settings, principal, url=body.url, events=body.events)
     except ProblemError as problem:
         refused: list[dict[str, Any]] = problem.errors or [{"field": "url", "message": problem.detail}]
         for error in refused:
@@ -132,7 +132,7 @@ async def delete_webhook(
     found = await _own(request, principal, session, endpoint_id)
     if isinstance(found, Response):
         return found
-    await endpoints.delete_endpoint(session, merchant_of(principal), found["id"])
+    await audited.delete_webhook(session, principal, found["id"])
     return RedirectResponse("/dashboard/webhooks", 303)
 
 
@@ -144,7 +144,7 @@ async def enable_webhook(
     found = await _own(request, principal, session, endpoint_id)
     if isinstance(found, Response):
         return found
-    await endpoints.enable_endpoint(session, merchant_of(principal), found["id"])
+    await audited.enable_webhook(session, principal, found["id"])
     return RedirectResponse(f"/dashboard/webhooks/{found['id']}", 303)
 
 
@@ -206,7 +206,7 @@ async def redeliver(
     if delivery is None:
         return not_found(request, principal)
     try:
-        again = await endpoints.redeliver(session, merchant_of(principal), found["id"], delivery)
+        again = await audited.redeliver_webhook(session, principal, found["id"], delivery)
     except NotFound:
         return not_found(request, principal)
     except ProblemError as problem:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api import audited
 from api.deps import MerchantAdmin, MerchantReader, Session, merchant_of
 from api.problems import error_responses
 from api.schemas import CampaignIn, CampaignOut, CampaignPatch, OfferIn, OfferOut, Page
@@ -31,7 +32,7 @@ async def _one(session: AsyncSession, campaign: campaigns.Campaign) -> CampaignO
 
 @router.post("", status_code=201, response_model=CampaignOut)
 async def create_campaign(body: CampaignIn, principal: MerchantAdmin, session: Session) -> CampaignOut:
-    campaign = await campaigns.create_campaign(session, merchant_of(principal), **body.model_dump())
+    campaign = await audited.create_campaign(session, principal, **body.model_dump())
     return await _one(session, campaign)
 
 
@@ -59,7 +60,7 @@ async def get_campaign(campaign_id: uuid.UUID, principal: MerchantReader, sessio
 @router.delete("/{campaign_id}", status_code=204, responses=error_responses(404, 409))
 async def delete_campaign(campaign_id: uuid.UUID, principal: MerchantAdmin, session: Session) -> Response:
     """Delete a draft with its offers; any other campaign is 409 campaign_not_draft (end it instead)."""
-    await campaigns.delete_campaign(session, merchant_of(principal), campaign_id)
+    await audited.delete_campaign(session, principal, campaign_id)
     return Response(status_code=204)
 
 
@@ -71,15 +72,15 @@ async def update_campaign(
     nulls = [field for field, value in changes.items() if value is None]
     if nulls:
         raise ValidationFailed.for_field(nulls[0], "null_not_allowed", f"{nulls[0]} cannot be null")
-    campaign = await campaigns.update_campaign(session, merchant_of(principal), campaign_id, changes)
+    campaign = await audited.update_campaign(session, principal, campaign_id, changes)
     return await _one(session, campaign)
 
 
 @router.post("/{campaign_id}/offers", status_code=201, response_model=OfferOut, responses=error_responses(404, 409))
 async def add_offer(campaign_id: uuid.UUID, body: OfferIn, principal: MerchantAdmin, session: Session) -> OfferOut:
-    offer = await campaigns.add_offer(
+    offer = await audited.add_offer(
         session,
-        merchant_of(principal),
+        principal,
         campaign_id,
         **body.model_dump(exclude={"rule", "schedule"}),
         rule=body.rule,
@@ -119,18 +120,18 @@ def offer_out(offer: campaigns.Offer, remaining: dict[uuid.UUID, int]) -> OfferO
     summary="Activate a campaign",
 )
 async def activate_campaign(campaign_id: uuid.UUID, principal: MerchantAdmin, session: Session) -> CampaignOut:
-    return await _one(session, await campaigns.transition(session, merchant_of(principal), campaign_id, "activate"))
+    return await _one(session, await audited.transition(session, principal, campaign_id, "activate"))
 
 
 @router.post(
     "/{campaign_id}/pause", response_model=CampaignOut, responses=error_responses(404, 409), summary="Pause a campaign"
 )
 async def pause_campaign(campaign_id: uuid.UUID, principal: MerchantAdmin, session: Session) -> CampaignOut:
-    return await _one(session, await campaigns.transition(session, merchant_of(principal), campaign_id, "pause"))
+    return await _one(session, await audited.transition(session, principal, campaign_id, "pause"))
 
 
 @router.post(
     "/{campaign_id}/end", response_model=CampaignOut, responses=error_responses(404, 409), summary="End a campaign"
 )
 async def end_campaign(campaign_id: uuid.UUID, principal: MerchantAdmin, session: Session) -> CampaignOut:
-    return await _one(session, await campaigns.transition(session, merchant_of(principal), campaign_id, "end"))
+    return await _one(session, await audited.transition(session, principal, campaign_id, "end"))

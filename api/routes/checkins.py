@@ -76,6 +76,7 @@ async def my_offers(
 async def review_checkins(
     principal: MerchantAdmin,
     session: Session,
+    settings: SettingsDep,
     venue_id: Annotated[uuid.UUID | None, Query(description="one venue; another merchant's venue is 404")] = None,
     status: Annotated[Literal["accepted", "rejected"] | None, Query(description="one outcome only")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"page size, at most {MAX_LIMIT}")] = DEFAULT_LIMIT,
@@ -84,9 +85,13 @@ async def review_checkins(
     """Check-ins at the merchant's venues (one venue, or all), newest first, for fraud review: when,
     the outcome and why, the figures behind it, the reported accuracy and the distance from the
     fix to the venue's fence. Never the position: the distance and the accuracy decide a check-in,
-    and where customers were is none of the merchant's business. A check-in that matched no venue
-    is nobody's and never listed."""
+    and where customers were is none of the merchant's business. The customer appears as their
+    pseudonym for this merchant (the one the conversations show), never as who they are, so one
+    customer's repeated rejections can be told apart. A check-in that matched no venue is nobody's
+    and never listed."""
     merchant = merchant_of(principal)
     if venue_id is not None:
         await venues.get_venue(session, merchant, venue_id)
-    return await checkin_review_page(session, merchant, venue_id=venue_id, status=status, cursor=cursor, limit=limit)
+    return await checkin_review_page(
+        session, settings, merchant, venue_id=venue_id, status=status, cursor=cursor, limit=limit
+    )

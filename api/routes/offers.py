@@ -7,6 +7,7 @@ import uuid
 
 from fastapi import APIRouter
 
+from api import audited
 from api.deps import MerchantAdmin, MerchantReader, Session, merchant_of
 from api.problems import error_responses
 from api.routes.campaigns import offer_out
@@ -33,5 +34,5 @@ async def update_offer(offer_id: uuid.UUID, body: OfferPatch, principal: Merchan
     nulls = sorted(field for field, value in changes.items() if value is None and field not in NULLABLE)
     if nulls:
         raise ValidationFailed.for_field(nulls[0], "null_not_allowed", f"{nulls[0]} cannot be null")
-    offer = await campaigns.update_offer(session, merchant_of(principal), offer_id, changes)
+    offer = await audited.update_offer(session, principal, offer_id, changes)
     return offer_out(offer, await campaigns.offer_remaining(session, [offer.id]))

@@ -59,7 +59,7 @@ async def void(
         conn,
         settings,
         merchant=merchant_of(principal),
-        admin=principal.sub,
+        admin=principal,
         redemption=redemption_id,
         reason=body.reason,
     )

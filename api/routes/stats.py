@@ -50,7 +50,7 @@ async def get_stats(
     return stats
 
 
-@router.get("/campaigns/{campaign_id}/power", response_model=PowerPlan)
+@router.get("/campaigns/{campaign_id}/power", response_model=PowerPlan, responses=error_responses(409))
 async def get_power(
     campaign_id: uuid.UUID,
     principal: StatsReader,
@@ -60,8 +60,8 @@ async def get_power(
     ] = DEFAULT_LIFT_PP,
 ) -> dict[str, Any]:
     """Users per arm and days needed to detect lift_pp (default 2 percentage points) at 80% power, from the
-    campaign venues' accepted check-ins over the last 28 days and the holdout share. For a draft or a
-    running campaign."""
+    campaign venues' accepted check-ins over the last 28 days and the holdout share. For a draft, active or
+    paused campaign; an ended one is 409 `campaign_ended` (its stats say what it did)."""
     plan = await power_for_campaign(session, merchant_of(principal), campaign_id, lift_pp, datetime.now(UTC).date())
     return {
         "users_per_arm": {"treatment": plan.users_treatment, "control": plan.users_control},

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
+from api import audited
 from api.deps import AppUser, MerchantAdmin, MerchantReader, PlatformAdmin, Session, merchant_of
 from api.problems import error_responses
 from api.schemas import MerchantIn, MerchantOut, NearbyOut, Page, VenueIn, VenueOut, VenuePatch
@@ -38,9 +39,9 @@ async def create_venue(body: VenueIn, principal: MerchantAdmin, session: Session
     """Create a venue. Its time zone must keep the clock of the zone at the fence (422
     `timezone_mismatch` on `timezone`, naming the zone found in `timezone_found`: often latitude
     and longitude swapped); omitted, it is the zone at the fence."""
-    return await venues.create_venue(
+    return await audited.create_venue(
         session,
-        merchant_of(principal),
+        principal,
         name=body.name,
         timezone=body.timezone,
         address=body.address,
@@ -83,12 +84,12 @@ async def update_venue(venue_id: uuid.UUID, body: VenuePatch, principal: Merchan
             raise ValidationFailed.for_field(field, "null_not_allowed", f"{field} cannot be null")
     if "geofence" in changes:
         changes["geofence"] = _geofence(changes["geofence"])
-    return await venues.update_venue(session, merchant_of(principal), venue_id, changes)
+    return await audited.update_venue(session, principal, venue_id, changes)
 
 
 @router.delete("/venues/{venue_id}", status_code=204, tags=["venues"], responses=error_responses(404, 409))
 async def delete_venue(venue_id: uuid.UUID, principal: MerchantAdmin, session: Session) -> Response:
     """Delete a venue (its history stays). While an active or paused campaign runs there it is
     409 `venue_in_campaign`, naming them in `campaigns`: end them or take the venue out first."""
-    await venues.delete_venue(session, merchant_of(principal), venue_id)
+    await audited.delete_venue(session, principal, venue_id)
     return Response(status_code=204)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
+from api import audited
 from api.deps import MerchantAdmin, Session, SettingsDep, merchant_of
 from api.problems import error_responses
 from api.webhook_schemas import (
@@ -35,7 +36,7 @@ async def create_webhook(
     stable id), `webhook-timestamp` and `webhook-signature` headers, and a JSON body with `type`,
     `timestamp` and `data`. The URL must be https (422 `url_not_allowed` otherwise, or for an
     internal address); at most 20 endpoints (409 `too_many_webhooks`)."""
-    return await endpoints.create_endpoint(session, settings, merchant_of(principal), url=body.url, events=body.events)
+    return await audited.create_webhook(session, settings, principal, url=body.url, events=body.events)
 
 
 @router.get("", response_model=WebhookList)
@@ -47,7 +48,7 @@ async def list_webhooks(principal: MerchantAdmin, session: Session) -> dict[str,
 @router.delete("/{webhook_id}", status_code=204, responses=error_responses(404))
 async def delete_webhook(webhook_id: uuid.UUID, principal: MerchantAdmin, session: Session) -> Response:
     """Delete an endpoint; its pending deliveries are not sent."""
-    await endpoints.delete_endpoint(session, merchant_of(principal), webhook_id)
+    await audited.delete_webhook(session, principal, webhook_id)
     return Response(status_code=204)
 
 
@@ -55,7 +56,7 @@ async def delete_webhook(webhook_id: uuid.UUID, principal: MerchantAdmin, sessio
 async def enable_webhook(webhook_id: uuid.UUID, principal: MerchantAdmin, session: Session) -> dict[str, Any]:
     """Enable an endpoint that was disabled after failing for 3 days: it receives what happens from
     now on (not what happened while it was disabled); redeliver the deliveries it gave up."""
-    return await endpoints.enable_endpoint(session, merchant_of(principal), webhook_id)
+    return await audited.enable_webhook(session, principal, webhook_id)
 
 
 @router.get("/{webhook_id}/deliveries", response_model=WebhookDeliveryPage, responses=error_responses(404))
@@ -82,4 +83,4 @@ async def redeliver_webhook(
 ) -> dict[str, Any]:
     """Send a delivery again soon, with the same `webhook-id` and body (409 `webhook_disabled` while
     the endpoint is disabled)."""
-    return await endpoints.redeliver(session, merchant_of(principal), webhook_id, delivery_id)
+    return await audited.redeliver_webhook(session, principal, webhook_id, delivery_id)

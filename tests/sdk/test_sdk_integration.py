@@ -324,3 +324,23 @@ async def test_the_async_wallet_pages_the_same_way(base_url, settings, shop, mon
     assert len({offer.unlock_id for offer in offers}) == 3
     assert [offer.unlock_id for offer in last.items] == [offer.unlock_id for offer in offers]
     assert last.next_cursor is None
+
+
+def test_a_person_exports_then_erases_their_data_and_the_offline_queue_goes_too(base_url, settings, db, shop, tmp_path):
+    sub, token = app_user(settings)
+    queue = OfflineQueue(tmp_path / "checkins.sqlite3")
+    with CheckinOffersClient(base_url, lambda: token, queue=queue) as phone:
+        result = phone.checkin(*position(shop.venues[0]), accuracy_m=8)
+        with CheckinOffersClient(base_url, lambda: token, transport=Offline(), queue=queue, sleep=no_sleep) as offline:
+            assert isinstance(offline.checkin_or_queue(*position(shop.venues[1]), accuracy_m=8), Queued)
+
+        export = phone.export_my_data()
+        assert [c["id"] for c in export["checkins"]["items"]] == [result.id]
+        assert [u["code"] for u in export["unlocks"]] == [result.unlocked[0].code]
+
+        receipt = phone.erase_me()
+        assert set(receipt) >= {"id", "requested_at", "completed_at"}
+        assert len(queue) == 0  # a replay must not bring the person back
+        assert phone.erase_me()["id"] == receipt["id"]  # asking again answers the same receipt
+        assert phone.export_my_data()["checkins"]["items"] == []
+    assert db.execute("SELECT count(*) AS n FROM checkins WHERE user_id = %s", (sub,)).fetchone()["n"] == 0

@@ -28,13 +28,15 @@ window.VenueMaps = {
     const view = fence.getBounds();
     // Oldest first, accepted before rejected: the newest refusals end up on top, where they show.
     const order = (p) => (p.outcome === "accepted" ? 0 : 1);
-    const points = [...data.points].reverse().sort((a, b) => order(a) - order(b));
+    // Positions come to about 100 m (a cell's centre); retention removes old ones altogether.
+    const points = data.points.filter((p) => p.lat !== null).reverse().sort((a, b) => order(a) - order(b));
     for (const p of points) {
       L.circle([p.lat, p.lon], { radius: p.accuracy_m, color: p.colour, weight: 1, opacity: 0.35, fillOpacity: 0.04, interactive: false })
         .addTo(map);
       L.circleMarker([p.lat, p.lon], { radius: 5, color: "#fff", weight: 1, fillColor: p.colour, fillOpacity: 0.95, className: "checkin-point" })
         .addTo(map)
-        .bindTooltip(`${p.outcome.replaceAll("_", " ")} · ${p.local_time} · ±${Math.round(p.accuracy_m)} m`);
+        .bindTooltip(`${p.outcome.replaceAll("_", " ")} · ${p.customer} · ${p.local_time} · ` +
+                     `${p.distance_to_fence_m ? `${p.distance_to_fence_m} m from the fence` : "inside"} · ±${Math.round(p.accuracy_m)} m`);
       if (middle.distanceTo([p.lat, p.lon]) < NEARBY_M) view.extend([p.lat, p.lon]);
     }
     // The fence and the check-ins around it decide the view: a spoofer 300 km away must not

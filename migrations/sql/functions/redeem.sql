@@ -52,7 +52,8 @@ BEGIN
     UPDATE unlocks SET redeemed_at = r.redeemed_at WHERE id = u.id;
     INSERT INTO events (type, occurred_at, campaign_id, offer_id, venue_id, user_id, unlock_id, redemption_id, arm)
     VALUES ('offer_redeemed', r.redeemed_at, u.campaign_id, u.offer_id, p_venue, u.user_id, u.id, r.id, 'treatment');
-    PERFORM bump_counter(u.campaign_id, utc_day(r.redeemed_at), p_venue, 'redemption', user_shard(u.user_id));
+    -- Counted on the unlock's visit day, not today's: see unlock_offer.
+    PERFORM bump_counter(u.campaign_id, u.visit_day, p_venue, 'redemption', user_shard(u.user_id));
     PERFORM count_unredeemed(u.campaign_id, window_minutes(u), user_shard(u.user_id), -1);
     INSERT INTO campaign_redeem_minutes AS m (campaign_id, minutes, shard, n)
     VALUES (u.campaign_id, floor(extract(epoch FROM r.redeemed_at - u.unlocked_at) / 60)::int, user_shard(u.user_id), 1)

@@ -16,7 +16,7 @@ DECLARE
 BEGIN
     IF p_offer.rule ->> 'type' <> 'group' THEN
         IF p_arm = 'treatment' THEN
-            u := unlock_offer(p_offer, p_merchant, p_venue, p_user, p_checkin, p_shard);
+            u := unlock_offer(p_offer, p_merchant, p_venue, p_user, p_checkin, utc_day(p_observed_at), p_shard);
             IF u.id IS NOT NULL THEN
                 PERFORM mark_triggered(p_offer.campaign_id, p_user, p_observed_at, p_shard);
             END IF;
@@ -46,7 +46,8 @@ BEGIN
     LOOP
         IF member_arm = 'treatment' THEN
             u := unlock_offer(p_offer, p_merchant, p_venue, member,
-                              CASE WHEN member = p_user THEN p_checkin ELSE member_checkin END, p_shard);
+                              CASE WHEN member = p_user THEN p_checkin ELSE member_checkin END,
+                              utc_day(p_observed_at), p_shard);
             IF u.id IS NOT NULL THEN
                 PERFORM mark_triggered(p_offer.campaign_id, member, p_observed_at, user_shard(member));
             END IF;

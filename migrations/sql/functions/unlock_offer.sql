@@ -1,5 +1,8 @@
 -- Unlock one offer for one user, within the per-user limit and the budget; NULL when either is spent.
-CREATE OR REPLACE FUNCTION unlock_offer(p_offer offers, p_merchant uuid, p_venue uuid, p_user text, p_checkin uuid, p_shard smallint)
+-- p_visit_day is the UTC day of the check-in that earned it (the phone's observed_at): the unlock,
+-- and later its redemption and any void, count on that day, so a day's figures belong together.
+CREATE OR REPLACE FUNCTION unlock_offer(p_offer offers, p_merchant uuid, p_venue uuid, p_user text, p_checkin uuid,
+                                        p_visit_day date, p_shard smallint)
 RETURNS unlocks LANGUAGE plpgsql AS $$
 DECLARE
     u unlocks;
@@ -24,14 +27,14 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    INSERT INTO unlocks (offer_id, campaign_id, merchant_id, venue_id, user_id, checkin_id, code, expires_at)
+    INSERT INTO unlocks (offer_id, campaign_id, merchant_id, venue_id, user_id, checkin_id, code, expires_at, visit_day)
     VALUES (p_offer.id, p_offer.campaign_id, p_merchant, p_venue, p_user, p_checkin, new_offer_code(),
-            now() + make_interval(mins => p_offer.redeem_within_minutes))
+            now() + make_interval(mins => p_offer.redeem_within_minutes), p_visit_day)
     RETURNING * INTO u;
 
     INSERT INTO events (type, campaign_id, offer_id, venue_id, user_id, checkin_id, unlock_id, arm)
     VALUES ('offer_unlocked', p_offer.campaign_id, p_offer.id, p_venue, p_user, p_checkin, u.id, 'treatment');
-    PERFORM bump_counter(p_offer.campaign_id, utc_day(now()), p_venue, 'unlock', p_shard);
+    PERFORM bump_counter(p_offer.campaign_id, p_visit_day, p_venue, 'unlock', p_shard);
     PERFORM count_unredeemed(p_offer.campaign_id, p_offer.redeem_within_minutes, p_shard, 1);
     RETURN u;
 END $$;

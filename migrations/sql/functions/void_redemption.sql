@@ -17,8 +17,8 @@ BEGIN
     UPDATE unlocks SET redeemed_at = NULL WHERE id = r.unlock_id RETURNING * INTO u;
     INSERT INTO events (type, occurred_at, campaign_id, offer_id, venue_id, user_id, unlock_id, redemption_id, reason)
     VALUES ('redemption_voided', r.voided_at, r.campaign_id, r.offer_id, r.venue_id, u.user_id, u.id, r.id, p_reason);
-    -- Counted on the redemption's day: a void just after midnight must not leave that day at -1.
-    PERFORM bump_counter(r.campaign_id, utc_day(r.redeemed_at), r.venue_id, 'void', user_shard(u.user_id));
+    -- Counted where the redemption was, on the unlock's visit day: no day is ever left at -1.
+    PERFORM bump_counter(r.campaign_id, u.visit_day, r.venue_id, 'void', user_shard(u.user_id));
     PERFORM count_unredeemed(r.campaign_id, window_minutes(u), user_shard(u.user_id), 1);
     UPDATE campaign_redeem_minutes SET n = n - 1
     WHERE campaign_id = r.campaign_id AND shard = user_shard(u.user_id)
