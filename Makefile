@@ -21,7 +21,7 @@ venv:
 
 run: setup ## migrate, seed demo data with a few days of activity, serve on HOST:PORT (default 127.0.0.1:8000)
 	$(APP) migrate
-	$(APP) seed-demo --with-activity
+	$(APP) seed-demo --with-activity --base-url http://$(HOST):$(PORT)
 	@echo "API docs: http://$(HOST):$(PORT)/docs"
 	@echo "Console:  http://$(HOST):$(PORT)/dashboard/ (sign in with a token, or one click as a demo persona)"
 	$(APP) serve --host $(HOST) --port $(PORT)

@@ -134,7 +134,7 @@ def _token(args: argparse.Namespace) -> None:
 def _seed_demo(args: argparse.Namespace) -> None:
     from checkin_offers.demo import seed_demo
 
-    seed_demo(with_activity=args.with_activity)
+    seed_demo(with_activity=args.with_activity, base_url=args.base_url)
 
 
 def _simulate(args: argparse.Namespace) -> None:
@@ -203,6 +203,9 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="when the demo has no check-ins yet, add a few days of simulated history "
         "(through the SDK, against a server this command starts and stops itself)",
+    )
+    seed.add_argument(
+        "--base-url", default="http://127.0.0.1:8000", help="where the service will be served, for the printed examples"
     )
     seed.set_defaults(run=_seed_demo)
 

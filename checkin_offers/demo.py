@@ -100,7 +100,7 @@ def _describe(demo: DemoMerchant) -> str:
     )
 
 
-def _try_it(coffee_campaign_id: uuid.UUID | None) -> str:
+def _try_it(coffee_campaign_id: uuid.UUID | None, base_url: str) -> str:
     settings = get_settings()
     try:
         app_token = mint_token(settings, sub="demo-user-1", role="app_user", ttl_s=TOKEN_TTL_S)
@@ -111,18 +111,17 @@ def _try_it(coffee_campaign_id: uuid.UUID | None) -> str:
         return f"(no tokens printed: {exc})"
     lon, lat = COFFEE.venues[0].geofence["center"]
     stats = (
-        f"  curl -s http://127.0.0.1:8000/v1/campaigns/{coffee_campaign_id}/stats "
-        f'-H "Authorization: Bearer $ADMIN_TOKEN"\n'
+        f'  curl -s {base_url}/v1/campaigns/{coffee_campaign_id}/stats -H "Authorization: Bearer $ADMIN_TOKEN"\n'
         if coffee_campaign_id
         else ""
     )
     return f"""Try it (tokens valid 24 h; more with `checkin-offers token`):
   export APP_TOKEN={app_token}
   export ADMIN_TOKEN={admin_token}   # merchant_admin of {COFFEE.name}
-  curl -s http://127.0.0.1:8000/v1/checkins -H "Authorization: Bearer $APP_TOKEN" \\
+  curl -s {base_url}/v1/checkins -H "Authorization: Bearer $APP_TOKEN" \\
     -H "Idempotency-Key: demo-$(date +%s)-$RANDOM" -H 'Content-Type: application/json' \\
     -d '{{"lat": {lat}, "lon": {lon}, "accuracy_m": 12, "observed_at": "'$(date -u +%Y-%m-%dT%H:%M:%SZ)'"}}'
-  curl -s http://127.0.0.1:8000/v1/campaigns -H "Authorization: Bearer $ADMIN_TOKEN"
+  curl -s {base_url}/v1/campaigns -H "Authorization: Bearer $ADMIN_TOKEN"
 {stats}"""
 
 
@@ -206,9 +205,9 @@ def add_activity(history_days: int = ACTIVITY_DAYS, users: int = ACTIVITY_USERS)
         asyncio.run(simulate(Options(base_url=base_url, users=users, history_days=history_days)))
 
 
-def seed_demo(*, with_activity: bool = False) -> None:
+def seed_demo(*, with_activity: bool = False, base_url: str = "http://127.0.0.1:8000") -> None:
     """Create the demo merchants that are missing; with_activity: also a few days of history when the
-    demo has no check-ins yet. Prints what was done."""
+    demo has no check-ins yet. Prints what was done, and how to try the service served at base_url."""
     seeded = asyncio.run(_seed())
     if seeded.created:
         print("demo data created:")
@@ -219,4 +218,4 @@ def seed_demo(*, with_activity: bool = False) -> None:
         print("the demo already has check-ins; no activity added")
     elif with_activity:
         add_activity()
-    print(_try_it(seeded.coffee_campaign_id), end="")
+    print(_try_it(seeded.coffee_campaign_id, base_url), end="")
