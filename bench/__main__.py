@@ -27,7 +27,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn
 from sqlalchemy.engine import make_url
 
 from bench import baseline, report
-from bench.probes import time_matches, time_stats
+from bench.probes import MATCH_BASELINE_SCHEMA, compare_matches, time_matches, time_stats
 from bench.runners import (
     BENCH_DIR,
     DATA_DIR,
@@ -42,7 +42,7 @@ from bench.runners import (
     start_profile,
     summarize_profile,
 )
-from bench.seed import QUICK_PLAN, Plan, database_url, libpq_url, seed_all, seed_main_database
+from bench.seed import QUICK_PLAN, Plan, database_url, libpq_url, seed_all, seed_main_database, seed_scales
 from bench.workload import Signer, checkin_data, pgbench_script, pgbench_variables, redemption_data, stats_token
 
 REDIS_DB = 8  # the bench's own Redis database, emptied before each run
@@ -66,6 +66,7 @@ class Runs:
     redeem_codes: int = 40_000
     stats_calls: int = 20
     match_points: int = 2_000
+    match_passes: int = 5  # --only match: timed passes of each side, alternating
     profile_s: int = 10
     # checkin() before/after (bench/baseline.py): rounds of each side, seconds per run
     compare_rounds: int = 5
@@ -86,7 +87,7 @@ QUICK_RUNS = Runs(
 )
 
 
-def machine_facts(url: str, wrk: str | None, pgbench: str) -> dict[str, str]:
+def machine_facts(url: str, wrk: str | None, pgbench: str | None) -> dict[str, str]:
     with psycopg.connect(libpq_url(url)) as conn:
 
         def show(name: str) -> str:
@@ -128,7 +129,11 @@ def machine_facts(url: str, wrk: str | None, pgbench: str) -> dict[str, str]:
             if wrk
             else {}
         ),
-        "pgbench": subprocess.run([pgbench, "--version"], capture_output=True, text=True).stdout.strip(),
+        **(
+            {"pgbench": subprocess.run([pgbench, "--version"], capture_output=True, text=True).stdout.strip()}
+            if pgbench
+            else {}
+        ),
     }
 
 
@@ -208,15 +213,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["checkin-db"],
+        choices=["checkin-db", "match"],
         help="checkin-db: only checkin() before/after under pgbench (bench/baseline.py), on the small data "
-        "set, written to bench/data/checkin-db/ (with --quick: fewer, shorter rounds)",
+        "set, written to bench/data/checkin-db/ (with --quick: fewer, shorter rounds); match: only the venue "
+        "match before/after (bench/probes.py: MATCH_BASELINE) at each scale database's venue count, written to "
+        "bench/data/match/ (with --quick: the small scale databases)",
     )
     args = parser.parse_args(argv)
     console = Console()
     DATA_DIR.mkdir(exist_ok=True)
     if args.only == "checkin-db":
         checkin_db_only(args.quick, console)
+        return
+    if args.only == "match":
+        match_only(args.quick, console)
         return
     plan, runs = (QUICK_PLAN, QUICK_RUNS) if args.quick else (Plan(), Runs())
     results_dir = DATA_DIR / "quick" if args.quick else BENCH_DIR / "results"
@@ -662,6 +672,54 @@ def checkin_db_only(quick: bool, console: Console) -> None:
     json_path, md_path = report.write(results, notes, DATA_DIR / "checkin-db")
     report.print_tables(results, console)
     console.print(notes[-1])
+    console.print(f"\nwrote {md_path.relative_to(ROOT)} and {json_path.relative_to(ROOT)}")
+
+
+def match_only(quick: bool, console: Console) -> None:
+    """`python -m bench --only match`: the venue match before (bench/probes.py: MATCH_BASELINE) and after,
+    on the scale databases (10,000 and 1,000,000 venues; --quick: 1,000 and 20,000), written to bench/data/match/."""
+    plan, runs = (QUICK_PLAN, QUICK_RUNS) if quick else (Plan(), Runs())
+    started = time.monotonic()
+    with progress_bars(console) as progress:
+        facts = seed_scales(plan, progress)
+        seeded_s = time.monotonic() - started
+        matching = []
+        for name in facts:
+            with psycopg.connect(libpq_url(database_url(name)), autocommit=True) as conn:
+                settle(conn)
+            matching.append(
+                compare_matches(database_url(name), runs.match_points, runs.match_passes, progress) | {"database": name}
+            )
+    summary = report.match_before_after(matching)
+    results = {
+        "command": "python -m bench --only match" + (" --quick" if quick else ""),
+        "only": "match",
+        "machine": machine_facts(database_url(plan.scale_db(plan.scales[0])), None, None),
+        "plan": asdict(plan),
+        "runs": asdict(runs),
+        "seed": facts,
+        "summary": {"match_before_after": summary},
+        "targets": report.match_before_after_targets(summary),
+        "timings": {"seed_or_reuse_s": round(seeded_s, 1), "total_s": round(time.monotonic() - started, 1)},
+    }
+    notes = [
+        f"Data: the scale databases ({', '.join(facts)}), venues only, from the generator of the full run "
+        "(around real cities, denser and wider in bigger ones, 70% circles and 30% polygons); a bigger set is "
+        "denser. Each is vacuumed and analyzed as seeded, then analyzed again and checkpointed before timing.",
+        f"Venue match before/after: the baseline is {summary['baseline_source']} (what revision 0009 installs), "
+        f"installed in the schema {MATCH_BASELINE_SCHEMA} of the same database and called from "
+        "sessions whose search_path puts it first; head is public's match_venue() as the database's head "
+        "revision installs it. Both are called as checkin() calls them by a PL/pgSQL loop (bench/match.sql) "
+        f"and timed inside PostgreSQL over the same {runs.match_points:,} random points inside random venues "
+        "(accuracy 5-40 m, the service's default limits): for each way of planning, a connection per side, a "
+        f"warm-up pass of each, then {runs.match_passes} passes alternating between the sides, each pair in "
+        "the other order than the one before; the medians of each pass's median and p95 are quoted. "
+        "'As checkin() runs it' leaves the choice between custom and generic plans to PL/pgSQL's plan cache; "
+        "'generic plan' forces one. Pages touched per match: EXPLAIN (ANALYZE, BUFFERS) of one more pass, "
+        "planning included. 'Different choices' counts points where the two chose another venue or outcome.",
+    ]
+    json_path, md_path = report.write(results, notes, DATA_DIR / "match")
+    report.print_tables(results, console)
     console.print(f"\nwrote {md_path.relative_to(ROOT)} and {json_path.relative_to(ROOT)}")
 
 

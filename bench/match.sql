@@ -5,11 +5,14 @@
 -- project's functions only (the service's readiness check reports any other there as drift).
 CREATE SCHEMA IF NOT EXISTS bench_probe;
 
--- Microseconds per match for each point, and whether it matched a venue.
-CREATE OR REPLACE FUNCTION bench_probe.bench_match_timings(
+-- Microseconds per match for each point, whether it matched a venue, and the venue it chose (or the
+-- nearest one). Dropped first: older versions of it returned no venue.
+DROP FUNCTION IF EXISTS bench_probe.bench_match_timings(
+    double precision[], double precision[], double precision[], double precision, double precision);
+CREATE FUNCTION bench_probe.bench_match_timings(
     p_lon double precision[], p_lat double precision[], p_accuracy_m double precision[],
     p_accuracy_cap_m double precision, p_nearest_radius_m double precision
-) RETURNS TABLE (us double precision, matched boolean) LANGUAGE plpgsql AS $bench$
+) RETURNS TABLE (us double precision, matched boolean, venue_id uuid) LANGUAGE plpgsql AS $bench$
 DECLARE
     limits venue_match_limits := ROW(p_accuracy_cap_m, p_nearest_radius_m);
     started timestamptz;
@@ -20,6 +23,7 @@ BEGIN
         v := match_venue(ST_SetSRID(ST_MakePoint(p_lon[i], p_lat[i]), 4326)::geography, p_accuracy_m[i], NULL, limits);
         us := extract(epoch FROM clock_timestamp() - started) * 1e6;
         matched := v.reason IS NULL;
+        venue_id := v.id;
         RETURN NEXT;
     END LOOP;
 END $bench$;

@@ -125,6 +125,99 @@ def before_after_table(c: dict[str, Any]) -> tuple[str, list[str], list[list[str
     )
 
 
+MATCH_RATIO_GOAL = 2.0  # matching at the largest venue count within 2× of the smallest
+
+
+def match_before_after(matching: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per venue count, each side's figures; the ratio of the largest count's median to the smallest's,
+    per side and way of planning."""
+    first, last = matching[0], matching[-1]
+    ratios = {
+        f"{side}_{prefix}ratio": round(last[side][f"{prefix}median_us"] / first[side][f"{prefix}median_us"], 2)
+        for side in ("baseline", "head")
+        for prefix in ("", "generic_")
+    }
+    return {
+        "baseline_source": first["baseline_source"],
+        "span": f"{first['venues']:,} → {last['venues']:,} venues",
+        "by_venues": matching,
+        **ratios,
+    }
+
+
+def match_before_after_targets(m: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for side in ("head", "baseline"):
+        ratio = m[f"{side}_ratio"]
+        out.append(
+            target(
+                f"matching time {m['span']}, {side}",
+                f"within {MATCH_RATIO_GOAL:.0f}×",
+                f"{ratio:.2f}×",
+                ratio <= MATCH_RATIO_GOAL,
+                f"{MATCH_RATIO_GOAL - ratio:+.2f}× to spare"
+                if ratio <= MATCH_RATIO_GOAL
+                else f"{ratio - MATCH_RATIO_GOAL:.2f}× over",
+            )
+        )
+    return out
+
+
+def match_before_after_table(m: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    rows = []
+    firsts = {side: m["by_venues"][0][side] for side in ("baseline", "head")}
+    for by in m["by_venues"]:
+        for side in ("baseline", "head"):
+            p, first = by[side], firsts[side]
+            rows.append(
+                [
+                    f"{by['venues']:,}",
+                    "baseline: " + m["baseline_source"] if side == "baseline" else "head",
+                    f"{p['median_us']:.0f}",
+                    f"{p['p95_us']:.0f}",
+                    f"{p['median_us'] / first['median_us']:.2f}×",
+                    f"{p['generic_median_us']:.0f}",
+                    f"{p['generic_p95_us']:.0f}",
+                    f"{p['generic_median_us'] / first['generic_median_us']:.2f}×",
+                    f"{p['pages_per_match']:.1f}",
+                    f"{p['generic_pages_per_match']:.1f}",
+                    f"{p['matched']}/{by['points']}",
+                ]
+            )
+        rows.append(
+            [
+                f"{by['venues']:,}",
+                "head / baseline",
+                f"{by['head']['median_us'] / by['baseline']['median_us']:.2f}",
+                "",
+                "",
+                f"{by['head']['generic_median_us'] / by['baseline']['generic_median_us']:.2f}",
+                "",
+                "",
+                "",
+                "",
+                f"different choices: {by['differing_choices']}, {by['generic_differing_choices']}",
+            ]
+        )
+    return (
+        "Venue match before/after, timed in PostgreSQL (as checkin() runs it, and with a generic plan)",
+        [
+            "venues",
+            "match_venue()",
+            "median µs",
+            "p95 µs",
+            "vs smallest",
+            "median µs, generic",
+            "p95 µs, generic",
+            "vs smallest, generic",
+            "pages/match",
+            "pages/match, generic",
+            "matched",
+        ],
+        rows,
+    )
+
+
 def outcome_mix(runs: list[LoadResult]) -> dict[str, float]:
     """Share of check-ins by outcome (accepted, rejected:<reason>), and unlocked codes per check-in."""
     labels: dict[str, int] = {}
@@ -250,6 +343,8 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
     machine_table = ("Machine", ["fact", "value"], [[k, str(v)] for k, v in machine.items()])
     if results.get("only") == "checkin-db":
         return [*out, before_after_table(s["checkin_before_after"]), machine_table]
+    if results.get("only") == "match":
+        return [*out, match_before_after_table(s["match_before_after"]), machine_table]
     checkin_points = [("saturation", s["checkin_saturation"])] + [
         (f"{int(share * 100)}% of saturation", point) for share, point in s["checkin_fixed"]
     ]

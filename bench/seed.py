@@ -831,9 +831,9 @@ def seed_main_database(plan: Plan, progress: Progress) -> dict:
     )
 
 
-def seed_all(plan: Plan, progress: Progress) -> dict:
-    """Seed (or reuse) the main database and the scale databases; returns their facts."""
-    facts = {"main": seed_main_database(plan, progress)}
+def seed_scales(plan: Plan, progress: Progress) -> dict:
+    """Seed (or reuse) the scale databases (venues only); returns their facts by database name."""
+    facts = {}
     for venues_n in plan.scales:
         name = plan.scale_db(venues_n)
         fp = fingerprint("scale", venues=venues_n, merchants=plan.merchants, seed=plan.seed)
@@ -841,3 +841,8 @@ def seed_all(plan: Plan, progress: Progress) -> dict:
             database_url(name), fp, lambda conn, n=venues_n: seed_scale(conn, plan, n, progress), progress, name
         )
     return facts
+
+
+def seed_all(plan: Plan, progress: Progress) -> dict:
+    """Seed (or reuse) the main database and the scale databases; returns their facts."""
+    return {"main": seed_main_database(plan, progress)} | seed_scales(plan, progress)
