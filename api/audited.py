@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,7 +21,6 @@ from api.webhook_schemas import WebhookDeliveryOut, WebhookOut
 from core.auth import Principal
 from core.settings import Settings
 from geo import venues
-from geo.geofence import Geofence
 from geo.venues import Venue
 from offers import campaigns
 from offers.audit import public, record_change
@@ -63,27 +61,10 @@ def webhook_view(endpoint: dict[str, Any]) -> View | None:
 # --------------------------------------------------------------------------- venues
 
 
-async def create_venue(
-    session: AsyncSession,
-    principal: Principal,
-    *,
-    name: str,
-    timezone: str | None,
-    address: str | None,
-    geofence: Geofence,
-) -> Venue:
-    venue = await venues.create_venue(
-        session, merchant_of(principal), name=name, timezone=timezone, address=address, geofence=geofence
-    )
-    await record_change(
-        session,
-        principal,
-        action="venue.created",
-        target_type="venue",
-        target_id=venue.id,
-        before=None,
-        after=venue_view(venue),
-    )
+async def create_venue(session: AsyncSession, principal: Principal, **fields: Any) -> Venue:
+    """fields: venues.create_venue's (name, timezone, address, geofence)."""
+    venue = await venues.create_venue(session, merchant_of(principal), **fields)
+    await record_change(session, principal, "venue.created", venue.id, before=None, after=venue_view(venue))
     return venue
 
 
@@ -92,58 +73,24 @@ async def update_venue(
 ) -> Venue:
     before = venue_view(await venues.get_venue(session, merchant_of(principal), venue_id))
     venue = await venues.update_venue(session, merchant_of(principal), venue_id, changes)
-    await record_change(
-        session,
-        principal,
-        action="venue.updated",
-        target_type="venue",
-        target_id=venue.id,
-        before=before,
-        after=venue_view(venue),
-    )
+    await record_change(session, principal, "venue.updated", venue.id, before=before, after=venue_view(venue))
     return venue
 
 
 async def delete_venue(session: AsyncSession, principal: Principal, venue_id: uuid.UUID) -> None:
     before = venue_view(await venues.get_venue(session, merchant_of(principal), venue_id))
     await venues.delete_venue(session, merchant_of(principal), venue_id)
-    await record_change(
-        session, principal, action="venue.deleted", target_type="venue", target_id=venue_id, before=before, after=None
-    )
+    await record_change(session, principal, "venue.deleted", venue_id, before=before, after=None)
 
 
 # --------------------------------------------------------------------------- campaigns and offers
 
 
-async def create_campaign(
-    session: AsyncSession,
-    principal: Principal,
-    *,
-    name: str,
-    venue_ids: list[uuid.UUID],
-    starts_at: datetime,
-    ends_at: datetime,
-    holdout_percent: int,
-    attribution_days: int,
-) -> campaigns.Campaign:
-    campaign = await campaigns.create_campaign(
-        session,
-        merchant_of(principal),
-        name=name,
-        venue_ids=venue_ids,
-        starts_at=starts_at,
-        ends_at=ends_at,
-        holdout_percent=holdout_percent,
-        attribution_days=attribution_days,
-    )
+async def create_campaign(session: AsyncSession, principal: Principal, **fields: Any) -> campaigns.Campaign:
+    """fields: campaigns.create_campaign's (name, venue_ids, the time span, holdout_percent, attribution_days)."""
+    campaign = await campaigns.create_campaign(session, merchant_of(principal), **fields)
     await record_change(
-        session,
-        principal,
-        action="campaign.created",
-        target_type="campaign",
-        target_id=campaign.id,
-        before=None,
-        after=await campaign_view(session, campaign),
+        session, principal, "campaign.created", campaign.id, before=None, after=await campaign_view(session, campaign)
     )
     return campaign
 
@@ -159,13 +106,7 @@ async def update_campaign(
     before = await _campaign_before(session, principal, campaign_id)
     campaign = await campaigns.update_campaign(session, merchant_of(principal), campaign_id, changes)
     await record_change(
-        session,
-        principal,
-        action="campaign.updated",
-        target_type="campaign",
-        target_id=campaign.id,
-        before=before,
-        after=await campaign_view(session, campaign),
+        session, principal, "campaign.updated", campaign.id, before=before, after=await campaign_view(session, campaign)
     )
     return campaign
 
@@ -178,9 +119,8 @@ async def transition(
     await record_change(
         session,
         principal,
-        action=f"campaign.{TRANSITIONED[action]}",
-        target_type="campaign",
-        target_id=campaign.id,
+        f"campaign.{TRANSITIONED[action]}",
+        campaign.id,
         before=before,
         after=await campaign_view(session, campaign),
     )
@@ -190,15 +130,7 @@ async def transition(
 async def delete_campaign(session: AsyncSession, principal: Principal, campaign_id: uuid.UUID) -> None:
     before = await _campaign_before(session, principal, campaign_id)
     await campaigns.delete_campaign(session, merchant_of(principal), campaign_id)
-    await record_change(
-        session,
-        principal,
-        action="campaign.deleted",
-        target_type="campaign",
-        target_id=campaign_id,
-        before=before,
-        after=None,
-    )
+    await record_change(session, principal, "campaign.deleted", campaign_id, before=before, after=None)
 
 
 async def add_offer(
@@ -207,13 +139,7 @@ async def add_offer(
     """fields: campaigns.add_offer's (title, description, terms, rule, schedule and the limits)."""
     offer = await campaigns.add_offer(session, merchant_of(principal), campaign_id, **fields)
     await record_change(
-        session,
-        principal,
-        action="offer.created",
-        target_type="offer",
-        target_id=offer.id,
-        before=None,
-        after=await offer_view(session, offer),
+        session, principal, "offer.created", offer.id, before=None, after=await offer_view(session, offer)
     )
     return offer
 
@@ -224,13 +150,7 @@ async def update_offer(
     before = await offer_view(session, await campaigns.get_offer(session, merchant_of(principal), offer_id))
     offer = await campaigns.update_offer(session, merchant_of(principal), offer_id, changes)
     await record_change(
-        session,
-        principal,
-        action="offer.updated",
-        target_type="offer",
-        target_id=offer.id,
-        before=before,
-        after=await offer_view(session, offer),
+        session, principal, "offer.updated", offer.id, before=before, after=await offer_view(session, offer)
     )
     return offer
 
@@ -243,44 +163,20 @@ async def create_webhook(
 ) -> dict[str, Any]:
     """The new endpoint with its secret (for the caller to show once); the audit has no secret."""
     made = await endpoints.create_endpoint(session, settings, merchant_of(principal), url=url, events=events)
-    await record_change(
-        session,
-        principal,
-        action="webhook.created",
-        target_type="webhook",
-        target_id=made["id"],
-        before=None,
-        after=webhook_view(made),
-    )
+    await record_change(session, principal, "webhook.created", made["id"], before=None, after=webhook_view(made))
     return made
 
 
 async def delete_webhook(session: AsyncSession, principal: Principal, endpoint_id: uuid.UUID) -> None:
     before = webhook_view(await endpoints.get_endpoint(session, merchant_of(principal), endpoint_id))
     await endpoints.delete_endpoint(session, merchant_of(principal), endpoint_id)
-    await record_change(
-        session,
-        principal,
-        action="webhook.deleted",
-        target_type="webhook",
-        target_id=endpoint_id,
-        before=before,
-        after=None,
-    )
+    await record_change(session, principal, "webhook.deleted", endpoint_id, before=before, after=None)
 
 
 async def enable_webhook(session: AsyncSession, principal: Principal, endpoint_id: uuid.UUID) -> dict[str, Any]:
     before = webhook_view(await endpoints.get_endpoint(session, merchant_of(principal), endpoint_id))
     enabled = await endpoints.enable_endpoint(session, merchant_of(principal), endpoint_id)
-    await record_change(
-        session,
-        principal,
-        action="webhook.enabled",
-        target_type="webhook",
-        target_id=endpoint_id,
-        before=before,
-        after=webhook_view(enabled),
-    )
+    await record_change(session, principal, "webhook.enabled", endpoint_id, before=before, after=webhook_view(enabled))
     return enabled
 
 
@@ -292,9 +188,8 @@ async def redeliver_webhook(
     await record_change(
         session,
         principal,
-        action="webhook_delivery.redelivered",
-        target_type="webhook_delivery",
-        target_id=delivery_id,
+        "webhook_delivery.redelivered",
+        delivery_id,
         before=None,
         after=public(WebhookDeliveryOut.model_validate(again)),
     )

@@ -28,19 +28,23 @@ from core.settings import Settings
 
 MAX_RECENT = 1000
 
+# A check-in `c`'s distance from venue `v`'s fence: to 0.1 m while the position is held, then the
+# distance kept at the purge, to 10 m (offers/privacy/retention.py). Not venue_distance_m() of a
+# missing point: greatest() in it skips the NULL and says 0.
+DISTANCE_TO_FENCE_SQL = """
+    CASE WHEN c.lon IS NULL THEN c.distance_to_fence_m
+         ELSE round(venue_distance_m(v, ST_SetSRID(ST_MakePoint(c.lon, c.lat), 4326)::geography)::numeric, 1)::float
+    END"""
+
 # Newest first, read backwards on the (venue_id, observed_at) index; the join on the merchant
 # keeps every row the caller's own. Two statements rather than "venue_id IS NULL OR ...", which
 # a prepared statement's generic plan cannot answer from the index.
-_SELECT = """
+_SELECT = f"""
     SELECT c.id, c.venue_id, c.user_id, c.status, c.reason, c.detail, c.lon, c.lat, c.accuracy_m,
-           -- Not venue_distance_m() of a missing point: greatest() in it skips the NULL and says 0.
-           CASE WHEN c.lon IS NULL THEN c.distance_to_fence_m
-                ELSE round(venue_distance_m(v, ST_SetSRID(ST_MakePoint(c.lon, c.lat), 4326)::geography)::numeric,
-                           1)::float
-           END AS distance_to_fence_m,
+           {DISTANCE_TO_FENCE_SQL} AS distance_to_fence_m,
            c.observed_at
     FROM checkins c JOIN venues v ON v.id = c.venue_id
-    WHERE v.merchant_id = :merchant_id {venue}
+    WHERE v.merchant_id = :merchant_id {{venue}}
     ORDER BY c.observed_at DESC, c.id DESC
     LIMIT :limit
 """
@@ -110,18 +114,13 @@ async def recent_checkins(
 # venue's fence, never the position itself: the distance and the accuracy are what decide a
 # check-in, and a merchant has no need of where its customers were. The customer is their
 # pseudonym: the same person's rejections one after another are what a review looks for.
-_REVIEW = """
+_REVIEW = f"""
     SELECT c.id, c.venue_id, c.user_id, c.status, c.reason, c.detail, c.accuracy_m,
            coalesce(c.accuracy_bucket, accuracy_bucket(c.accuracy_m)) AS accuracy_bucket,
-           -- once purged (offers/privacy/retention.py): the distance then, kept to 10 m
-           -- Not venue_distance_m() of a missing point: greatest() in it skips the NULL and says 0.
-           CASE WHEN c.lon IS NULL THEN c.distance_to_fence_m
-                ELSE round(venue_distance_m(v, ST_SetSRID(ST_MakePoint(c.lon, c.lat), 4326)::geography)::numeric,
-                           1)::float
-           END AS distance_to_fence_m,
+           {DISTANCE_TO_FENCE_SQL} AS distance_to_fence_m,
            c.observed_at, c.received_at
     FROM checkins c JOIN venues v ON v.id = c.venue_id
-    WHERE v.merchant_id = :merchant_id {venue} {status} {after}
+    WHERE v.merchant_id = :merchant_id {{venue}} {{status}} {{after}}
     ORDER BY c.observed_at DESC, c.id DESC
     LIMIT :limit
 """

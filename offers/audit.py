@@ -81,15 +81,15 @@ def _json(values: Mapping[str, Any] | BaseModel | None) -> str | None:
 async def record_change(
     session: AsyncSession,
     principal: Principal,
-    *,
     action: str,
-    target_type: str,
     target_id: str | uuid.UUID | None,
+    *,
     before: Mapping[str, Any] | BaseModel | None,
     after: Mapping[str, Any] | BaseModel | None,
     merchant_id: uuid.UUID | None = None,
 ) -> None:
     """One audit row, in the caller's transaction (flushed, not committed: the caller commits both).
+    The target's type is the action's first part (`campaign` of `campaign.activated`).
 
     merchant_id defaults to the principal's merchant; a platform admin's action may have none.
     """
@@ -100,7 +100,7 @@ async def record_change(
             "sub": principal.sub,
             "role": principal.role.value,
             "action": action,
-            "target_type": target_type,
+            "target_type": action.partition(".")[0],
             "target_id": None if target_id is None else str(target_id),
             "before": _json(before),
             "after": _json(after),

@@ -51,9 +51,8 @@ async def erase_person(
     await audit.record_change(
         session,
         principal,
-        action="erasure.completed" if receipt.new else "erasure.repeated",
-        target_type="erasure",
-        target_id=receipt.id,
+        "erasure.completed" if receipt.new else "erasure.repeated",
+        receipt.id,
         before=None,
         after=receipt.public(),
     )

@@ -25,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.keyset import decode_cursor, page_of
+from geo.checkins import DISTANCE_TO_FENCE_SQL
 from offers import conversations
 
 CHECKINS_PER_PAGE = 5000  # about 300 bytes each in JSON: 1.5 MB
@@ -45,11 +46,7 @@ _THEIRS = """
 _CHECKINS = f"""
     SELECT c.id, c.status, c.reason, c.detail, c.venue_id, v.name AS venue_name,
            c.lon, c.lat, c.accuracy_m, coalesce(c.accuracy_bucket, accuracy_bucket(c.accuracy_m)) AS accuracy_bucket,
-           -- Not venue_distance_m() of a missing point: greatest() in it skips the NULL and says 0.
-           CASE WHEN c.lon IS NULL THEN c.distance_to_fence_m
-                ELSE round(venue_distance_m(v, ST_SetSRID(ST_MakePoint(c.lon, c.lat), 4326)::geography)::numeric,
-                           1)::float
-           END AS distance_to_fence_m,
+           {DISTANCE_TO_FENCE_SQL} AS distance_to_fence_m,
            c.observed_at, c.received_at, c.device_id, c.mocked
     FROM checkins c LEFT JOIN venues v ON v.id = c.venue_id
     WHERE {_THEIRS} {{after}}
