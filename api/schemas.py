@@ -9,7 +9,16 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from offers.campaigns import OfferStatus
@@ -289,7 +298,7 @@ class CheckinIn(StrictBody):
     observed_at: Instant = Field(description="when the phone took the fix (may be earlier if sent offline)")
     venue_id: uuid.UUID | None = Field(default=None, description="the venue the user chose, if any")
     device_id: PlainText | None = Field(default=None, max_length=200)
-    mocked: bool | None = Field(default=None, description="the OS reports a simulated location")
+    mocked: StrictBool | None = Field(default=None, description="the OS reports a simulated location")
 
 
 class VenueRef(BaseModel):

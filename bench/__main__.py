@@ -191,7 +191,9 @@ def settle(conn: psycopg.Connection) -> None:
     conn.execute("CHECKPOINT")
 
 
-def compare_checkin(pgbench: str, url: str, plan: Plan, runs: Runs, progress: Progress) -> tuple[dict, dict]:
+def compare_checkin(
+    pgbench: str, url: str, plan: Plan, runs: Runs, progress: Progress, *, new_users: bool = False
+) -> tuple[dict, dict]:
     """checkin() before/after (bench/baseline.py) with as many clients as the service's pools hold."""
     return baseline.compare(
         pgbench,
@@ -201,6 +203,7 @@ def compare_checkin(pgbench: str, url: str, plan: Plan, runs: Runs, progress: Pr
         duration_s=runs.compare_s,
         variables=pgbench_variables(plan),
         progress=progress,
+        new_users=new_users,
     )
 
 
@@ -650,7 +653,7 @@ def checkin_db_only(quick: bool, console: Console) -> None:
         seeded_s = time.monotonic() - started
         with psycopg.connect(libpq_url(url), autocommit=True) as conn:
             settle(conn)
-        before_after, before_after_runs = compare_checkin(pgbench, url, plan, runs, progress)
+        before_after, before_after_runs = compare_checkin(pgbench, url, plan, runs, progress, new_users=True)
     results = {
         "command": "python -m bench --only checkin-db" + (" --quick" if quick else ""),
         "only": "checkin-db",
@@ -666,7 +669,8 @@ def checkin_db_only(quick: bool, console: Console) -> None:
     notes = [
         f"Data ({plan.database}): the small data set of --quick, {facts['venues']:,} venues, "
         f"{facts['campaigns']:,} campaigns with {facts['offers']:,} offers of every rule kind, {facts['users']:,} "
-        "users with one old check-in each; pgbench takes odd-numbered users at random bench points.",
+        "users with one old check-in each; pgbench checks in a new user at each call (bench/workload.py: "
+        "NEW_USER), at random bench points.",
         before_after_note(results),
     ]
     json_path, md_path = report.write(results, notes, DATA_DIR / "checkin-db")

@@ -114,6 +114,16 @@ def install(database_url: str) -> dict:
     }
 
 
+# What the calls of one run did, read back from the tables once it is over (runs follow one another, so
+# the rows since its start are its own): the same labels as the HTTP load's (bench/checkin.lua).
+OUTCOMES_SQL = """
+    SELECT CASE WHEN status = 'accepted' THEN 'accepted' ELSE 'rejected:' || reason END, count(*)
+    FROM checkins WHERE received_at >= %(since)s GROUP BY 1
+    UNION ALL
+    SELECT 'unlocked', count(*) FROM unlocks WHERE unlocked_at >= %(since)s
+"""
+
+
 def compare(
     pgbench: str,
     database_url: str,
@@ -123,9 +133,11 @@ def compare(
     duration_s: int,
     variables: dict[str, object],
     progress: Progress,
+    new_users: bool = False,
 ) -> tuple[dict, dict[str, list[LoadResult]]]:
     """Install the baseline, then pgbench the baseline's checkin() and the current one (head), `rounds`
-    runs of each, back to back; the summary for the report and the runs."""
+    runs of each, back to back; the summary for the report and the runs, each run labelled with what its
+    check-ins came to. new_users: a user of their own for every call (bench/workload.py: NEW_USER)."""
     started = time.monotonic()
     facts = install(database_url)
     # Head is what the revisions install (pinned copies), not the sources being edited: say when they differ.
@@ -136,13 +148,18 @@ def compare(
             f"from it[/] ({facts['head_drift']}): pin the sources in a revision to measure them"
         )
     sides = {
-        "baseline": (pgbench_script(CALL, origin="bench/baseline.py: CALL", schema=SCHEMA), SEARCH_PATH),
-        "head": (pgbench_script(), None),
+        "baseline": (
+            pgbench_script(CALL, origin="bench/baseline.py: CALL", schema=SCHEMA, new_users=new_users),
+            SEARCH_PATH,
+        ),
+        "head": (pgbench_script(new_users=new_users), None),
     }
     task = progress.add_task("checkin() before/after", total=2 * (rounds + 1))
 
     def run(side: str, name: str, seconds: int) -> LoadResult:
         script, search_path = sides[side]
+        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+            since = conn.execute("SELECT clock_timestamp()").fetchone()[0]
         result = run_pgbench(
             pgbench,
             database_url,
@@ -154,6 +171,8 @@ def compare(
             progress=progress,
             search_path=search_path,
         )
+        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+            result.labels = {label: n for label, n in conn.execute(OUTCOMES_SQL, {"since": since}) if n}
         progress.advance(task)
         return result
 
@@ -167,6 +186,7 @@ def compare(
         for side in ("baseline", "head") if i % 2 == 0 else ("head", "baseline"):
             runs[side].append(run(side, f"checkin() {side}, round {i + 1} of {rounds}", duration_s))
     summary = facts | report.before_after(runs["baseline"], runs["head"])
-    summary |= {"rounds": rounds, "duration_s": duration_s, "clients": clients}
+    summary |= {"rounds": rounds, "duration_s": duration_s, "clients": clients, "new_users": new_users}
+    summary["outcomes"] = {side: report.outcome_mix(rs) for side, rs in runs.items()}
     summary["wall_s"] = round(time.monotonic() - started, 1)
     return summary, runs

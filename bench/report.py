@@ -65,6 +65,21 @@ def before_after(baseline: list[LoadResult], head: list[LoadResult]) -> dict[str
     }
 
 
+def before_after_outcomes_table(c: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    """What each side's check-ins came to: both must run the same mix for the ratio to mean anything."""
+    base, head = c["outcomes"]["baseline"], c["outcomes"]["head"]
+
+    def cell(v: float | None, key: str) -> str:
+        return "" if v is None else f"{v:.3f}" if key == "unlocked_per_checkin" else f"{v:.1%}"
+
+    keys = sorted(base.keys() | head.keys(), key=lambda k: (k == "unlocked_per_checkin", k))
+    return (
+        "checkin() before/after: what the calls came to (share of check-ins)",
+        ["outcome", "baseline", "head"],
+        [[k, cell(base.get(k), k), cell(head.get(k), k)] for k in keys],
+    )
+
+
 def before_after_target(c: dict[str, Any]) -> dict[str, Any]:
     ratio = c["ratio"]
     return target(
@@ -329,6 +344,10 @@ LOAD_HEADER = [
 ]
 
 
+def _before_after_tables(c: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    return [before_after_table(c)] + ([before_after_outcomes_table(c)] if "outcomes" in c else [])
+
+
 def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) for every table, shared by the Markdown and the terminal output."""
     s = results["summary"]
@@ -342,7 +361,7 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
     ]
     machine_table = ("Machine", ["fact", "value"], [[k, str(v)] for k, v in machine.items()])
     if results.get("only") == "checkin-db":
-        return [*out, before_after_table(s["checkin_before_after"]), machine_table]
+        return [*out, *_before_after_tables(s["checkin_before_after"]), machine_table]
     if results.get("only") == "match":
         return [*out, match_before_after_table(s["match_before_after"]), machine_table]
     checkin_points = [("saturation", s["checkin_saturation"])] + [
@@ -380,7 +399,7 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
             ),
         )
     )
-    out.append(before_after_table(s["checkin_before_after"]))
+    out += _before_after_tables(s["checkin_before_after"])
     hot = s["hot_code"]
     out.append(
         (

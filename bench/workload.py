@@ -215,8 +215,18 @@ def pgbench_variables(plan: Plan) -> dict[str, object]:
     }
 
 
+# A user of their own for every call (new_users): the small data set's few thousand users would come back
+# within seconds from another city and nearly every call would be refused as too fast; users without a
+# history follow the mix bench_points was drawn with, as the HTTP load's users do.
+NEW_USER = "'bench-new-' || gen_random_uuid()"
+
+
 def pgbench_script(
-    call: str = CHECKIN_SQL.text, *, origin: str = "offers/checkin.py: CHECKIN_SQL", schema: str = ""
+    call: str = CHECKIN_SQL.text,
+    *,
+    origin: str = "offers/checkin.py: CHECKIN_SQL",
+    schema: str = "",
+    new_users: bool = False,
 ) -> Path:
     """bench/checkin.sql with a check-in statement filled in (see the comment there): the API's own
     CHECKIN_SQL unless told otherwise; with a schema, the checkin() of that schema, called by name."""
@@ -228,7 +238,8 @@ def pgbench_script(
             f"{origin} has parameters pgbench has no value for: {', '.join(unknown)}; "
             "give them values in bench/workload.py: PGBENCH_VALUES"
         )
-    statement = re.sub(r"(?<![:\w]):(\w+)", lambda m: f"({PGBENCH_VALUES[m.group(1)]})", call)
+    values = PGBENCH_VALUES | ({"user": NEW_USER} if new_users else {})
+    statement = re.sub(r"(?<![:\w]):(\w+)", lambda m: f"({values[m.group(1)]})", call)
     function = f"{schema}.checkin(" if schema else "checkin("
     statement = statement.replace("FROM checkin(", f"FROM bench_points b, {function}").rstrip() + "\nWHERE b.id = :p;"
     script = DATA_DIR / f"checkin{'-' + schema if schema else ''}.pgbench.sql"

@@ -79,8 +79,9 @@ def wait_for_port(port: int, timeout_s: float, alive: subprocess.Popen[bytes] | 
 class PostgresServer:
     """A PostgreSQL cluster of its own: initdb into a temp dir, then start, restart and stop with pg_ctl."""
 
-    def __init__(self, directory: Path, bin_dir: Path) -> None:
+    def __init__(self, directory: Path, bin_dir: Path, settings: dict[str, str] | None = None) -> None:
         self.directory = directory
+        self.settings = PG_SETTINGS | (settings or {})
         self.data = directory / "data"
         self.log = directory / "server.log"
         self.bin = bin_dir
@@ -103,7 +104,7 @@ class PostgresServer:
             entry = pwd.getpwnam(self.owner)
             os.chown(self.directory, entry.pw_uid, entry.pw_gid)
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "-N")
-        options = {**PG_SETTINGS, "port": str(self.port), "unix_socket_directories": str(self.directory)}
+        options = {**self.settings, "port": str(self.port), "unix_socket_directories": str(self.directory)}
         with (self.data / "postgresql.auto.conf").open("a") as conf:
             conf.writelines(f"{name} = '{value}'\n" for name, value in options.items())
 
@@ -139,13 +140,13 @@ class PostgresServer:
 
 
 @contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    """A started private cluster, stopped and deleted afterwards whatever happened."""
+def postgres_server(settings: dict[str, str] | None = None) -> Iterator[PostgresServer]:
+    """A started private cluster (PG_SETTINGS, then `settings`), stopped and deleted afterwards whatever happened."""
     bin_dir = pg_bin()
     if bin_dir is None:
         raise RuntimeError(missing_binaries() or "no PostgreSQL binaries")
     directory = Path(tempfile.mkdtemp(prefix="checkin-pg-"))
-    server = PostgresServer(directory, bin_dir)
+    server = PostgresServer(directory, bin_dir, settings)
     try:
         server.init()
         server.start()

@@ -293,6 +293,9 @@ def test_a_rejection_outside_any_campaign_is_still_recorded(world, db):
         ({"merchant_id": str(uuid.uuid4())}, "merchant_id"),  # unknown fields are refused
         ({"lat": "north"}, "lat"),
         ({"device_id": "pixel\u0000"}, "device_id"),
+        # a JSON boolean only: 0 or "false" is a client bug, not an answer
+        ({"mocked": 0}, "mocked"),
+        ({"mocked": "false"}, "mocked"),
     ],
 )
 def test_malformed_check_ins_are_422_and_store_nothing(world, db, change, field):

@@ -14,9 +14,13 @@ DECLARE
     unlocked jsonb := '[]';
 BEGIN
     user_arm := exposure_arm(camp, p_user, p_venue, p_checkin, p_observed_at, p_shard);
-    INSERT INTO events (type, campaign_id, venue_id, user_id, checkin_id, arm)
-    VALUES ('checkin_accepted', camp.id, p_venue, p_user, p_checkin, user_arm);
-    PERFORM bump_counter(camp.id, utc_day(p_observed_at), p_venue, 'checkin_accepted', p_shard);
+    WITH logged AS (
+        INSERT INTO events (type, campaign_id, venue_id, user_id, checkin_id, arm)
+        VALUES ('checkin_accepted', camp.id, p_venue, p_user, p_checkin, user_arm)
+    )
+    INSERT INTO campaign_counters AS c (campaign_id, day, venue_id, metric, shard, n)
+    VALUES (camp.id, utc_day(p_observed_at), p_venue, 'checkin_accepted', p_shard, 1)
+    ON CONFLICT (campaign_id, day, venue_id, metric, shard) DO UPDATE SET n = c.n + 1;
 
     -- Only active offers: a paused or retired one unlocks nothing (filtered here, in the one query).
     FOR offer IN SELECT * FROM offers o WHERE o.campaign_id = camp.id AND o.status = 'active'

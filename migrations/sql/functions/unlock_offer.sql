@@ -27,14 +27,25 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    INSERT INTO unlocks (offer_id, campaign_id, merchant_id, venue_id, user_id, checkin_id, code, expires_at, visit_day)
-    VALUES (p_offer.id, p_offer.campaign_id, p_merchant, p_venue, p_user, p_checkin, new_offer_code(),
-            now() + make_interval(mins => p_offer.redeem_within_minutes), p_visit_day)
-    RETURNING * INTO u;
-
-    INSERT INTO events (type, campaign_id, offer_id, venue_id, user_id, checkin_id, unlock_id, arm)
-    VALUES ('offer_unlocked', p_offer.campaign_id, p_offer.id, p_venue, p_user, p_checkin, u.id, 'treatment');
-    PERFORM bump_counter(p_offer.campaign_id, p_visit_day, p_venue, 'unlock', p_shard);
-    PERFORM count_unredeemed(p_offer.campaign_id, p_offer.redeem_within_minutes, p_shard, 1);
+    -- The unlock, its event and its counters: one statement.
+    WITH unlocked AS (
+        INSERT INTO unlocks (offer_id, campaign_id, merchant_id, venue_id, user_id, checkin_id, code, expires_at, visit_day)
+        VALUES (p_offer.id, p_offer.campaign_id, p_merchant, p_venue, p_user, p_checkin, new_offer_code(),
+                now() + make_interval(mins => p_offer.redeem_within_minutes), p_visit_day)
+        RETURNING *
+    ), logged AS (
+        INSERT INTO events (type, campaign_id, offer_id, venue_id, user_id, checkin_id, unlock_id, arm)
+        SELECT 'offer_unlocked', p_offer.campaign_id, p_offer.id, p_venue, p_user, p_checkin, unlocked.id, 'treatment'
+        FROM unlocked
+    ), counted AS (
+        INSERT INTO campaign_counters AS c (campaign_id, day, venue_id, metric, shard, n)
+        VALUES (p_offer.campaign_id, p_visit_day, p_venue, 'unlock', p_shard, 1)
+        ON CONFLICT (campaign_id, day, venue_id, metric, shard) DO UPDATE SET n = c.n + 1
+    ), unredeemed AS (
+        INSERT INTO campaign_unredeemed AS c (campaign_id, window_minutes, shard, n)
+        VALUES (p_offer.campaign_id, p_offer.redeem_within_minutes, p_shard, 1)
+        ON CONFLICT (campaign_id, window_minutes, shard) DO UPDATE SET n = c.n + 1
+    )
+    SELECT * INTO u FROM unlocked;
     RETURN u;
 END $$;
