@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,7 +16,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import ProblemHTTPException
-from core.auth import Principal, Role, verify_token
+from core.auth import Principal, Role, remembered_principal, verify_token
 from core.db import autocommit_connection, transaction
 from core.errors import Forbidden, ProblemError, Unauthorized
 from core.redis import RedisState, get_redis
@@ -24,6 +25,9 @@ from core.settings import Settings, get_settings
 # scope="function": the commit happens before the response is sent, so a 2xx is durable.
 Session = Annotated[AsyncSession, Depends(transaction, scope="function")]
 HotConnection = Annotated[AsyncConnection, Depends(autocommit_connection, scope="function")]
+# The same connection for a route that opens it itself (`async with hot_connection() as conn`): on
+# the check-in's path each dependency costs FastAPI's resolution on every request.
+hot_connection = asynccontextmanager(autocommit_connection)
 
 
 # Dependencies are coroutines: FastAPI runs plain functions in a thread pool, a thread hop
@@ -48,9 +52,11 @@ async def authenticate(headers: Headers, settings: Settings) -> Principal:
     scheme, _, token = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send Authorization: Bearer <token>", code="missing_token")
-    if settings.jwks_url:  # a key-set refresh is network I/O: keep it off the event loop
-        return await run_in_threadpool(verify_token, token.strip(), settings)
-    return verify_token(token.strip(), settings)
+    token = token.strip()
+    if settings.jwks_url:  # a key-set refresh is network I/O: keep it off the event loop, unless verified already
+        remembered = remembered_principal(token, settings)
+        return remembered if remembered is not None else await run_in_threadpool(verify_token, token, settings)
+    return verify_token(token, settings)
 
 
 def check_role(principal: Principal, allowed: frozenset[Role]) -> None:
@@ -58,11 +64,11 @@ def check_role(principal: Principal, allowed: frozenset[Role]) -> None:
         raise Forbidden(f"this needs one of the roles: {', '.join(sorted(allowed))}", code="forbidden_role")
 
 
-async def current_principal(request: Request, settings: SettingsDep) -> Principal:
+async def current_principal(request: Request) -> Principal:
     """The principal AuthenticateBeforeBody verified for this request, else (a route it does not wrap) verified here."""
     verified: Principal | None = request.scope.get("state", {}).get(PRINCIPAL)
     if verified is None:
-        verified = await authenticate(request.headers, settings)
+        verified = await authenticate(request.headers, get_settings())
         request.scope.setdefault("state", {})[PRINCIPAL] = verified  # the request's log line names its merchant
     return verified
 
@@ -73,7 +79,10 @@ class RoleCheck:
     def __init__(self, roles: Iterable[Role]) -> None:
         self.roles = frozenset(roles)
 
-    async def __call__(self, principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    # The request itself, not a sub-dependency on current_principal: one dependency less for FastAPI
+    # to resolve on every authenticated request.
+    async def __call__(self, request: Request) -> Principal:
+        principal = await current_principal(request)
         check_role(principal, self.roles)
         return principal
 
@@ -142,6 +151,7 @@ def auth_requirement(dependant: Dependant) -> list[frozenset[Role]] | None:
             if sub.call is current_principal:
                 authenticated = True
             if isinstance(sub.call, RoleCheck):
+                authenticated = True
                 role_sets.append(sub.call.roles)
             pending.append(sub)
     return role_sets if authenticated else None

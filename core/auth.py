@@ -4,10 +4,18 @@ The algorithm is pinned by configuration, never read from the token, and HMAC an
 public-key algorithms are never accepted by the same deployment. exp, iat, sub, aud and
 iss are required and must have the right types, and exp - iat may not exceed
 CHECKIN_JWT_MAX_LIFETIME_S.
+
+A token that passed every check is remembered (by its SHA-256, with the settings it was checked
+against) until its exp, and never longer than VERIFIED_FOR_S: a client sends the same token with
+request after request, and checking its signature again costs more than the rest of the route. So a
+token is refused the moment it expires, cached or not; a revoked signing key (a JWKS rotation) stops
+cached tokens within VERIFIED_FOR_S. A token that fails a check is never remembered.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,6 +30,9 @@ from core.errors import Unauthorized
 from core.settings import Settings
 
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss"]
+# An erased customer's rows live on under "erased:<uuid>" (offers/privacy/erasure.py): no token may be
+# one of them, so that nobody can read or add to an erased record.
+ERASED_SUB_PREFIX = "erased:"
 
 
 class Role(StrEnum):
@@ -68,7 +79,68 @@ def _verification_key(token: str, settings: Settings) -> VerificationKey:
     return key
 
 
+# How long a verified token is taken on trust at most, and how many are kept (the oldest go first).
+VERIFIED_FOR_S = 60.0
+VERIFIED_MAX = 4096
+
+# sha256(token) -> (the settings it was checked against, valid until (time.time()), its principal).
+_verified: dict[bytes, tuple[tuple[object, ...], float, Principal]] = {}
+_verified_lock = threading.Lock()  # a JWKS deployment verifies in the thread pool
+
+
+def _checked_against(settings: Settings) -> tuple[object, ...]:
+    """What a verdict depends on: another key, algorithm, audience, issuer or limit, another verdict."""
+    return (
+        settings.algorithm,
+        settings.jwt_secret,
+        settings.jwt_public_key,
+        settings.jwks_url,
+        settings.jwt_audience,
+        settings.jwt_issuer,
+        settings.jwt_leeway_s,
+        settings.jwt_max_lifetime_s,
+    )
+
+
 def verify_token(token: str, settings: Settings) -> Principal:
+    """The principal of a token that passes every check, from memory when it did already."""
+    principal = remembered_principal(token, settings)
+    if principal is not None:
+        return principal
+    now = time.time()
+    principal, expires_at = _verify(token, settings)
+    with _verified_lock:
+        if len(_verified) >= VERIFIED_MAX:
+            del _verified[next(iter(_verified))]  # dicts keep insertion order: the oldest
+        _verified[_verified_digest(token)] = (
+            _checked_against(settings),
+            min(expires_at, now + VERIFIED_FOR_S),
+            principal,
+        )
+    return principal
+
+
+def remembered_principal(token: str, settings: Settings) -> Principal | None:
+    """The principal of a token verified against these settings less than VERIFIED_FOR_S ago and not
+    expired since; None otherwise (then verify_token checks it)."""
+    remembered = _verified.get(_verified_digest(token))
+    if remembered is None or remembered[0] != _checked_against(settings) or time.time() >= remembered[1]:
+        return None
+    return remembered[2]
+
+
+def _verified_digest(token: str) -> bytes:
+    # Not the token itself: what is kept in memory should not be a bearer credential.
+    return hashlib.sha256(token.encode()).digest()
+
+
+def forget_verified_tokens() -> None:
+    with _verified_lock:
+        _verified.clear()
+
+
+def _verify(token: str, settings: Settings) -> tuple[Principal, float]:
+    """The principal and the exp of a token that passes every check; Unauthorized otherwise."""
     try:
         claims = jwt.decode(
             token,
@@ -87,7 +159,7 @@ def verify_token(token: str, settings: Settings) -> Principal:
         raise Unauthorized(
             f"token lifetime (exp - iat) exceeds {settings.jwt_max_lifetime_s} seconds", code="invalid_token"
         )
-    return principal
+    return principal, float(claims["exp"])
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
@@ -99,6 +171,8 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     # Printable only: sub is stored as the user's id, and PostgreSQL text refuses NUL bytes.
     if not isinstance(sub, str) or not 1 <= len(sub) <= 200 or not sub.isprintable():
         raise Unauthorized("claim sub must be a printable string of 1-200 characters", code="invalid_token")
+    if sub.startswith(ERASED_SUB_PREFIX):
+        raise Unauthorized(f"claim sub may not start with {ERASED_SUB_PREFIX}", code="invalid_token")
     role_name = claims.get("role")
     if not isinstance(role_name, str) or role_name not in ROLE_NAMES:
         raise Unauthorized("claim role is missing or unknown", code="invalid_token")

@@ -6,6 +6,7 @@ PostgreSQL stays the source of truth, so a slow or absent Redis costs protection
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from functools import lru_cache
@@ -30,6 +31,8 @@ class RedisState:
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
+        self._to_delete: list[str] = []
+        self._deleting: asyncio.Task[None] | None = None
 
     @property
     def client(self) -> aioredis.Redis:
@@ -48,6 +51,23 @@ class RedisState:
 
     def answered(self) -> None:
         self.failures_in_a_row = 0
+
+    def delete_soon(self, key: str) -> None:
+        """Deletes `key` from a task of its own, with the other keys handed over meanwhile in the same
+        command: off the caller's latency path, out of reach of its cancellation, and one round
+        trip for all the keys that a busy moment hands over."""
+        self._to_delete.append(key)
+        task = self._deleting
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            self._deleting = asyncio.get_running_loop().create_task(self._delete_handed_over())
+
+    async def _delete_handed_over(self) -> None:
+        while self._to_delete:
+            keys, self._to_delete = self._to_delete, []
+            try:
+                await self.client.delete(*keys)
+            except (RedisError, OSError) as exc:
+                self.failed(exc)  # the keys expire on their own
 
     @property
     def usable(self) -> bool:

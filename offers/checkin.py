@@ -1,25 +1,33 @@
 """The check-in: plausibility, venue match, holdout assignment and unlocks, atomically.
 
-Flow (one Redis round trip, one database round trip, one Redis round trip):
+Flow (one Redis round trip, one database round trip, then a Redis call off the latency path):
 1. pure checks on the fix (geo.plausibility): decided here, still recorded in the database;
 2. Redis: in-flight lock for the Idempotency-Key (409 while running) and the per-user rate
    limit. A request over the limit is 429, unless its key has a stored answer: then it gets that
    answer (a retry of a check-in that ran is not a new check-in). Finding out costs one read of
-   idempotent_replay in the database, on this path only;
+   idempotent_replay in the database, on this path only; a request that meets the lock reads it
+   too (see 4) and gets 409 only when the key has no stored answer yet;
 3. PostgreSQL: `SELECT checkin(...)`, one call that runs these steps, each a function in
    its own file under migrations/sql/functions/ (checkin.sql is the orchestrator):
    match_venue (the accuracy circle, capped, against the geofences; else the named or the
    nearest venue), too_fast (implied_speed.sql has the speed formula) and too_frequent
-   against the user's accepted history, record_checkin, count_return_visits, then for each
-   running campaign accept_in_campaign: exposure_arm (the holdout arm), rule_met for each
-   offer whose schedule_allows, and unlock_earned (a group's members too). The response is
-   stored under the Idempotency-Key (idempotent_replay.sql answers a repeat);
-4. Redis: release the in-flight lock. When the database answered a replay, the same call gives
-   back the rate count step 2 took: replays never count toward the limit.
+   against the user's accepted history. A refusal is then written in one statement (the
+   check-in, its events and counters, the stored answer); an accepted check-in goes on with
+   count_return_visits, then for each running campaign (running_campaigns) accept_in_campaign:
+   exposure_arm (the holdout arm), rule_met for each offer whose schedule_allows, and
+   unlock_earned (a group's members too). The response is stored under the Idempotency-Key
+   (idempotent_replay.sql answers a repeat);
+4. Redis: release the in-flight lock. An answered check-in hands its lock to a task that frees it
+   after the response is on its way, together with the other locks handed over meanwhile
+   (core/redis.py: RedisState.delete_soon), so the lock may outlive the answer by a moment. That
+   is safe because the answer is committed before it is sent: a retry that meets the lock (a
+   client that lost its 201) finds the stored answer and gets it, never a 409. When the database
+   answered a replay, the release is awaited and also gives back the rate count step 2 took:
+   replays never count toward the limit.
 
-The lock is released after any failure too: an error in Python or in the database, or a
-cancelled request (then from a task of its own, which the cancellation cannot reach). A retry
-after a 500 never meets a 409.
+The lock is released after any failure too, before the error answer is sent: an error in Python
+or in the database (awaited), or a cancelled request (from a task of its own, which the
+cancellation cannot reach). A retry after a 500 never meets a 409.
 
 Check-in keys are scoped by the user's sub alone: they live in idempotency_keys, which holds
 nothing else (a staff member's redemption keys are in redemption_keys). In Redis the lock is
@@ -46,12 +54,11 @@ Nothing accepted is lost: PostgreSQL is the record.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import math
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,9 +85,15 @@ class CheckinRequest:
     def fingerprint(self) -> str:
         """Same body, same fingerprint: a replayed key is compared on values, not bytes
         (one instant written with two UTC offsets is one value)."""
-        payload = asdict(self) | {
+        # The fields by hand: dataclasses.asdict deep-copies each value, a cost on every check-in.
+        payload = {
+            "lat": self.lat,
+            "lon": self.lon,
+            "accuracy_m": self.accuracy_m,
             "observed_at": self.observed_at.astimezone(UTC).isoformat(),
             "venue_id": str(self.venue_id) if self.venue_id else None,
+            "device_id": self.device_id,
+            "mocked": self.mocked,
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -184,11 +197,14 @@ async def check_in(
         except BaseException:
             # Cancelled while Redis answered, so the lock may be ours with nobody left to free it. If it
             # was a duplicate's, freeing it is harmless: the user's advisory lock still serialises both.
-            _release_later(redis, in_flight_key)
+            redis.delete_soon(in_flight_key)
             raise
         else:
             redis.answered()
             if verdict == "in_flight":
+                # Either still running, or answered with its lock not freed yet (step 4).
+                if (stored := await _stored(conn, user, key, req)) is not None:
+                    return _outcome(stored)
                 raise Conflict(
                     "a request with this Idempotency-Key is still running",
                     code="idempotency_in_progress",
@@ -206,11 +222,13 @@ async def check_in(
         raise
     except BaseException:  # cancelled: an await here would be cancelled as well
         if admitted_ttl_ms is not None:
-            _release_later(redis, in_flight_key)
+            redis.delete_soon(in_flight_key)
         raise
     if admitted_ttl_ms is not None:
-        give_back = admitted_ttl_ms if row.outcome == "replay" else None
-        await _release(redis, in_flight_key, rate_key, give_back)
+        if row.outcome == "replay":
+            await _release(redis, in_flight_key, rate_key, admitted_ttl_ms)
+        else:
+            redis.delete_soon(in_flight_key)  # the answer is committed: see step 4
     return _outcome(row)
 
 
@@ -249,10 +267,15 @@ async def _stored_or_limited(
     conn: AsyncConnection, user: str, key: str, req: CheckinRequest, *, retry_after_s: int
 ) -> CheckinOutcome:
     """Over the rate limit: the stored answer when this key has one, else 429."""
-    row = (await conn.execute(STORED_SQL, {"user": user, "key": key, "fingerprint": req.fingerprint()})).first()
+    row = await _stored(conn, user, key, req)
     if row is None:
         raise TooManyRequests(retry_after_s, "too many check-ins; try again later")
     return _outcome(row)
+
+
+async def _stored(conn: AsyncConnection, user: str, key: str, req: CheckinRequest) -> Row[Any] | None:
+    """What checkin() would answer first for this key, without running it: no row for a new key."""
+    return (await conn.execute(STORED_SQL, {"user": user, "key": key, "fingerprint": req.fingerprint()})).first()
 
 
 async def _release(
@@ -260,31 +283,12 @@ async def _release(
 ) -> None:
     """Frees the lock; with `give_back_ttl_ms` (a replay), also gives back the rate count."""
     try:
-        await _free(redis, in_flight_key, rate_key, give_back_ttl_ms)
-    except BaseException:
-        _release_later(redis, in_flight_key)  # cancelled on the way: the answer stands, the lock must go
-        raise
-
-
-async def _free(
-    redis: RedisState, in_flight_key: str, rate_key: str | None = None, give_back_ttl_ms: int | None = None
-) -> None:
-    try:
         if rate_key is None or give_back_ttl_ms is None:
             await redis.client.delete(in_flight_key)
         else:
             await redis.client.eval(GIVE_BACK_LUA, 2, in_flight_key, rate_key, give_back_ttl_ms)
     except (RedisError, OSError) as exc:
         redis.failed(exc)
-
-
-# The event loop keeps only weak references to tasks: these hold the releases until they are done.
-_releasing: set[asyncio.Task[None]] = set()
-
-
-def _release_later(redis: RedisState, in_flight_key: str) -> None:
-    """Frees the lock from a task of its own, for a request being cancelled (an await in its own
-    task would be cancelled too)."""
-    task = asyncio.get_running_loop().create_task(_free(redis, in_flight_key))
-    _releasing.add(task)
-    task.add_done_callback(_releasing.discard)
+    except BaseException:
+        redis.delete_soon(in_flight_key)  # cancelled on the way: the answer stands, the lock must go
+        raise

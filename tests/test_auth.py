@@ -162,6 +162,7 @@ def _bad_claims(now: int, leeway: int) -> dict[str, dict]:
         "sub too long": {"sub": "u" * 201},
         "sub with a NUL byte": {"sub": "user\x00one"},
         "sub with a control character": {"sub": "user\none"},
+        "sub in the erasure placeholders' space": {"sub": "erased:0b8f7c52-5d2e-4f8e-9d0a-3f1c2b4a5e6d"},
         "no aud": {"aud": DROP},
         "wrong aud": {"aud": "someone-else"},
         "aud a list without ours": {"aud": ["someone-else", "another"]},

@@ -8,12 +8,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api.deps import AppUser, HotConnection, MerchantAdmin, RedisDep, Session, SettingsDep, merchant_of
+from api.deps import AppUser, MerchantAdmin, Session, SettingsDep, hot_connection, merchant_of
 from api.idempotency import key_parameter, required_key
 from api.problems import error_responses
 from api.schemas import CheckinIn, CheckinOut, CheckinReviewPage, WalletOut
 from core import metrics
 from core.keyset import DEFAULT_LIMIT, MAX_LIMIT
+from core.redis import get_redis
+from core.settings import get_settings
 from geo import venues
 from geo.checkins import checkin_review_page
 from offers import wallet
@@ -30,24 +32,25 @@ router = APIRouter(prefix="/v1", responses=error_responses(401, 403, 422, 429, 5
     responses=error_responses(400, 409),
     openapi_extra=key_parameter(True, "reuse it on every retry of the same check-in"),
 )
-async def create_checkin(
-    body: CheckinIn, principal: AppUser, conn: HotConnection, redis: RedisDep, settings: SettingsDep, request: Request
-) -> Response:
+async def create_checkin(body: CheckinIn, principal: AppUser, request: Request) -> Response:
     """Check in at a venue. Offers unlock only here, only for an accepted check-in.
 
     A rejected check-in is still 201 with status "rejected", its reason and the figures
     behind it; malformed input is 422. Repeat a request with the same Idempotency-Key and
     you get the same answer, never a second check-in."""
     key = required_key(request, "so a retry cannot check in twice")
-    outcome = await check_in(
-        conn,
-        redis,
-        settings,
-        user=principal.sub,
-        key=key,
-        req=CheckinRequest(**body.model_dump()),
-        now=datetime.now(UTC),
-    )
+    # Connection, Redis and settings taken here, not as dependencies: FastAPI resolves each
+    # dependency on every request, and this is the hottest route.
+    async with hot_connection() as conn:
+        outcome = await check_in(
+            conn,
+            get_redis(),
+            get_settings(),
+            user=principal.sub,
+            key=key,
+            req=CheckinRequest(**body.model_dump()),
+            now=datetime.now(UTC),
+        )
     metrics.count_checkin(
         status=outcome.status, reason=outcome.reason, unlocks=outcome.unlocks, replayed=outcome.replayed
     )

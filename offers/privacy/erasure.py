@@ -50,6 +50,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.auth import ERASED_SUB_PREFIX
 from core.pseudonyms import pseudonym_key
 from core.redis import RedisError, RedisState
 from core.settings import Settings
@@ -57,7 +58,7 @@ from offers.privacy.retention import FORGET_POSITION
 
 log = logging.getLogger(__name__)
 
-PLACEHOLDER_PREFIX = "erased:"
+PLACEHOLDER_PREFIX = ERASED_SUB_PREFIX  # no token may carry such a sub (core/auth.py)
 ERASED_TEXT = "(erased at the customer's request)"
 _HASH_LABEL = b"checkin-offers erasure\0"
 
