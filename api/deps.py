@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import ProblemHTTPException
 from core.auth import Principal, Role, remembered_principal, verify_token
-from core.db import autocommit_connection, transaction
+from core.db import autocommit_connection, read_connection, transaction
 from core.errors import Forbidden, ProblemError, Unauthorized
 from core.redis import RedisState, get_redis
 from core.settings import Settings, get_settings
@@ -25,6 +25,8 @@ from core.settings import Settings, get_settings
 # scope="function": the commit happens before the response is sent, so a 2xx is durable.
 Session = Annotated[AsyncSession, Depends(transaction, scope="function")]
 HotConnection = Annotated[AsyncConnection, Depends(autocommit_connection, scope="function")]
+# One read on its own connection: autocommit spares it BEGIN and COMMIT and the ORM session.
+ReadConnection = Annotated[AsyncConnection, Depends(read_connection, scope="function")]
 # The same connection for a route that opens it itself (`async with hot_connection() as conn`): on
 # the check-in's path each dependency costs FastAPI's resolution on every request.
 hot_connection = asynccontextmanager(autocommit_connection)

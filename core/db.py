@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import select
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -197,11 +198,10 @@ async def transaction() -> AsyncIterator[AsyncSession]:
         raise
 
 
-async def autocommit_connection() -> AsyncIterator[AsyncConnection]:
-    """For the hot paths, which are one statement each (a database function): no
-    BEGIN/COMMIT round trips, the statement is its own transaction. A lost connection is 503:
-    nothing applied when no connection could be had, outcome unknown once the statement was sent
-    (the hot paths take an Idempotency-Key, so a retry with it gets the one answer)."""
+@asynccontextmanager
+async def _autocommit(once_sent: str) -> AsyncIterator[AsyncConnection]:
+    """A connection whose statements are each their own transaction: no BEGIN/COMMIT round trips.
+    A lost connection is 503: nothing applied when no connection could be had, `once_sent` after."""
     try:
         conn = await get_engine().connect()
     except DATABASE_ERRORS as exc:
@@ -212,8 +212,22 @@ async def autocommit_connection() -> AsyncIterator[AsyncConnection]:
         await conn.execution_options(isolation_level="AUTOCOMMIT")  # a flag on the connection: nothing sent
         yield conn
     except DATABASE_ERRORS as exc:
-        if (problem := unavailable(exc, UNKNOWN)) is not None:
+        if (problem := unavailable(exc, once_sent)) is not None:
             raise problem from exc
         raise
     finally:
         await conn.close()
+
+
+async def autocommit_connection() -> AsyncIterator[AsyncConnection]:
+    """For the hot paths, which are one statement each (a database function). Once the statement was
+    sent the outcome is unknown (the hot paths take an Idempotency-Key, so a retry with it gets the
+    one answer)."""
+    async with _autocommit(UNKNOWN) as conn:
+        yield conn
+
+
+async def read_connection() -> AsyncIterator[AsyncConnection]:
+    """For a route that is one read: whatever breaks, nothing was applied."""
+    async with _autocommit(NOT_APPLIED) as conn:
+        yield conn

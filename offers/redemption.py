@@ -92,7 +92,7 @@ def normalize_code(raw: str) -> str | None:
 #   Misses that raced past a person's wait (sent in parallel before the first miss was counted)
 #   grow that person's delay but do not count toward the merchant, so one person firing a burst
 #   cannot fill the ceiling and lock out the colleagues.
-# Each request reads once before (one pipeline) and, on a miss, writes once after (one script).
+# Each request reads once before and, on a miss, writes once after: one script each.
 #
 # When Redis does not answer, the same rules run in this process's memory (`_LocalGuesses`): per
 # process rather than shared, so with N processes a guesser gets up to N times the allowance, and
@@ -115,6 +115,16 @@ if not raced and redis.call('INCR', KEYS[3]) == 1 then
   redis.call('PEXPIRE', KEYS[3], ARGV[5])
 end
 return misses
+"""
+
+# KEYS: the person's wait, the merchant's miss count. ARGV: the merchant's ceiling.
+# Returns the milliseconds to wait (0: none). One command: a pipeline of three costs the worker more.
+_WAIT_LUA = """
+local wait = math.max(0, redis.call('PTTL', KEYS[1]))
+if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[1]) then
+  wait = math.max(wait, redis.call('PTTL', KEYS[2]))
+end
+return wait
 """
 
 
@@ -213,18 +223,13 @@ async def _refuse_if_guessing(
     """429 with the real remaining wait when this staff member, or their merchant, must wait."""
     if redis.usable:
         try:
-            async with redis.client.pipeline(transaction=False) as pipe:
-                pipe.pttl(keys.wait)
-                pipe.get(keys.merchant)
-                pipe.pttl(keys.merchant)
-                person_ms, merchant_misses, merchant_ms = await pipe.execute()
+            wait_ms = await redis.client.eval(
+                _WAIT_LUA, 2, keys.wait, keys.merchant, settings.redemption_merchant_failures_per_10min
+            )
         except (RedisError, OSError) as exc:
             redis.failed(exc)
         else:
             redis.answered()
-            wait_ms = max(0, person_ms)
-            if int(merchant_misses or 0) >= settings.redemption_merchant_failures_per_10min:
-                wait_ms = max(wait_ms, merchant_ms)
             if wait_ms > 0:
                 raise _too_many(wait_ms / 1000)
             return

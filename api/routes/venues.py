@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from api import audited
-from api.deps import AppUser, MerchantAdmin, MerchantReader, PlatformAdmin, Session, merchant_of
+from api.deps import AppUser, MerchantAdmin, MerchantReader, PlatformAdmin, ReadConnection, Session, merchant_of
 from api.problems import error_responses
 from api.schemas import MerchantIn, MerchantOut, NearbyOut, Page, VenueIn, VenueOut, VenuePatch
 from core.errors import ValidationFailed
@@ -60,13 +60,13 @@ async def list_venues(
 @router.get("/venues/nearby", response_model=NearbyOut, tags=["venues"])
 async def nearby(
     _: AppUser,
-    session: Session,
+    conn: ReadConnection,
     lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
     lon: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
     radius_m: Annotated[float, Query(gt=0, le=5000, allow_inf_nan=False)] = 1000,
     limit: PageSize = 20,
 ) -> dict[str, Any]:
-    return {"items": await venues.nearby_venues(session, lat=lat, lon=lon, radius_m=radius_m, limit=limit)}
+    return {"items": await venues.nearby_venues(conn, lat=lat, lon=lon, radius_m=radius_m, limit=limit)}
 
 
 @router.get("/venues/{venue_id}", response_model=VenueOut, tags=["venues"], responses=error_responses(404))
