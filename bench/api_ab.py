@@ -1,15 +1,14 @@
 """The check-in over HTTP, before and after, in one run: `python -m bench.api_ab`.
 
-A is HEAD as committed; B is HEAD with the hot-path files of the working tree laid over it (only
-those, so that other work in progress in the tree does not leak into the comparison); with
---granian, C is B served by granian instead of uvicorn. Each side is its own service (2 workers,
+A is a commit (--base, HEAD by default) extracted with git archive; B is the working tree as it is;
+with --granian, C is B served by granian instead of uvicorn. Each side is its own service (2 workers,
 production settings, RS256 tokens, pool size 4, as bench/runners.py starts it) on its own port,
 against one database (a copy of the quick bench database, migrated to the trees' head) and one
 Redis database. wrk rounds alternate A B, B A, ...; the medians of requests/s, p99 and the API's CPU
 per request are reported with ratios to A (to the first side of --sides). --fixed-share adds rounds
 at one offered rate for every side, that share of the first side's saturation (the p99 target's
 point). --profile samples one worker of each side at saturation with py-spy. Everything lands in
-/tmp/helperA/ab-<time>.json.
+bench/data/api_ab/ab-<time>.json.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from bench.runners import (
+    DATA_DIR,
     ROOT,
     VENV_BIN,
     Service,
@@ -47,33 +47,20 @@ from bench.runners import (
 from bench.seed import QUICK_PLAN, database_url, libpq_url
 from bench.workload import Signer, fresh_users, write_tsv
 
-WORK_DIR = Path("/tmp/helperA")
-DATABASE = "helpera_ab"
+WORK_DIR = DATA_DIR / "api_ab"
+DATABASE = "checkin_offers_bench_api_ab"
 TEMPLATE = QUICK_PLAN.database
 REDIS_DB = 13
-# What B takes from the working tree: the files of the hot path under test.
-HOT_PATH_FILES = (
-    "core/auth.py",
-    "core/redis.py",
-    "api/deps.py",
-    "api/routes/checkins.py",
-    "offers/checkin.py",
-    "api/app.py",
-    "api/main.py",
-)
 SERVE = "from checkin_offers.cli import main; main()"
 
 
-def tree(name: str, overlay: bool) -> Path:
-    """HEAD extracted to WORK_DIR/name, with the hot-path files of the working tree when overlay."""
-    path = WORK_DIR / name
+def tree(ref: str) -> Path:
+    """The commit `ref` extracted to WORK_DIR/base."""
+    path = WORK_DIR / "base"
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, check=True, capture_output=True).stdout
+    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(path)], input=archive, check=True)
-    if overlay:
-        for file in HOT_PATH_FILES:
-            shutil.copy2(ROOT / file, path / file)
     return path
 
 
@@ -120,7 +107,7 @@ class TreeService(Service):
         self.granian = granian
         self.metrics_dir: str | None = None
         if granian:
-            self.metrics_dir = tempfile.mkdtemp(prefix="helpera-metrics-")
+            self.metrics_dir = tempfile.mkdtemp(prefix="bench-api-ab-metrics-")
             self.env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
             self.argv = [
                 str(VENV_BIN / "granian"),
@@ -192,6 +179,7 @@ def median(values: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.api_ab", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", default="HEAD", help="the commit side A runs (B is the working tree)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
@@ -208,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--granian: install it into the venv for the measurement (.venv/bin/pip install granian)")
     wrk = ensure_wrk()
     WORK_DIR.mkdir(parents=True, exist_ok=True)
-    base, work = tree("base", overlay=False), tree("work", overlay=True)
+    base, work = tree(args.base), ROOT
     url = prepare_database(base)
     signer = Signer.new()
     data = checkin_rows(url, signer)
