@@ -5,8 +5,8 @@
 -- runnable in psql and pgbench:
 --   SELECT checkin('user-1', 'key-1', 'hash', 10.75, 59.91, 12, now(), NULL, NULL, false,
 --                  NULL, NULL, 250, interval '15 minutes', ROW(1000, 2000));
--- Every statement here costs: most check-ins are refused (too fast, outside every fence), and a
--- refusal's writes (the check-in, its events and counters, the stored answer) are one statement.
+-- A refusal's writes (the check-in, its events and counters, the stored answer) are one statement,
+-- as are an exposure's and an unlock's below: under concurrency each statement's snapshot and locks cost.
 CREATE OR REPLACE FUNCTION checkin(
     p_user text, p_idempotency_key text, p_request_hash text,
     p_lon double precision, p_lat double precision, p_accuracy_m double precision, p_observed_at timestamptz,
