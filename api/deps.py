@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -27,9 +26,6 @@ Session = Annotated[AsyncSession, Depends(transaction, scope="function")]
 HotConnection = Annotated[AsyncConnection, Depends(autocommit_connection, scope="function")]
 # One read on its own connection: autocommit spares it BEGIN and COMMIT and the ORM session.
 ReadConnection = Annotated[AsyncConnection, Depends(read_connection, scope="function")]
-# The same connection for a route that opens it itself (`async with hot_connection() as conn`): on
-# the check-in's path each dependency costs FastAPI's resolution on every request.
-hot_connection = asynccontextmanager(autocommit_connection)
 
 
 # Dependencies are coroutines: FastAPI runs plain functions in a thread pool, a thread hop

@@ -18,7 +18,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -26,7 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import redis
 from rich.console import Console
@@ -103,7 +101,7 @@ class TreeService(Service):
     def __init__(self, name: str, code: Path, env: dict[str, str], *, granian: bool = False) -> None:
         super().__init__(env | {"PYTHONPATH": str(code)}, 2, WORK_DIR / f"service-{name}.log")
         self.name = name
-        self.code = code
+        self.cwd = code
         self.granian = granian
         self.metrics_dir: str | None = None
         if granian:
@@ -129,33 +127,8 @@ class TreeService(Service):
         else:
             self.argv = [str(VENV_BIN / "python"), "-c", SERVE, "serve", "--port", str(self.port), "--workers", "2"]
 
-    def __enter__(self) -> TreeService:
-        with self.log_path.open("w") as log:
-            self.proc = subprocess.Popen(
-                self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.code
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited at start:\n{self.log_tail()}")
-            try:
-                ready = httpx.get(f"{self.base_url}/readyz", timeout=2)
-                if ready.status_code == 200 and len(self.worker_pids()) == self.workers:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.__exit__()
-        raise RuntimeError(f"{self.name} was not ready within 60 s:\n{self.log_tail()}")
-
     def __exit__(self, *_: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: this service only
-                self.proc.wait(timeout=10)
+        super().__exit__()
         if self.metrics_dir:
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
 

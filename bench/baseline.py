@@ -156,35 +156,36 @@ def compare(
     }
     task = progress.add_task("checkin() before/after", total=2 * (rounds + 1))
 
-    def run(side: str, name: str, seconds: int) -> LoadResult:
-        script, search_path = sides[side]
-        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-            since = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-        result = run_pgbench(
-            pgbench,
-            database_url,
-            script,
-            name=name,
-            clients=clients,
-            duration_s=seconds,
-            variables=variables,
-            progress=progress,
-            search_path=search_path,
-        )
-        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-            result.labels = {label: n for label, n in conn.execute(OUTCOMES_SQL, {"since": since}) if n}
-        progress.advance(task)
-        return result
+    # `outcomes` reads what each run's calls came to; it is idle while pgbench runs.
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as outcomes:
 
-    # Not counted: a call that fails shows here, and caches warm for the first counted round.
-    for side in sides:
-        run(side, f"checkin() {side}: warm-up", max(2, duration_s // 2))
-    runs: dict[str, list[LoadResult]] = {side: [] for side in sides}
-    # Alternating, and each pair in the other order than the one before (B A, A B, B A...): the tables
-    # grow and the machine's speed drifts during the run, and this way neither side is always the later.
-    for i in range(rounds):
-        for side in ("baseline", "head") if i % 2 == 0 else ("head", "baseline"):
-            runs[side].append(run(side, f"checkin() {side}, round {i + 1} of {rounds}", duration_s))
+        def run(side: str, name: str, seconds: int) -> LoadResult:
+            script, search_path = sides[side]
+            since = outcomes.execute("SELECT clock_timestamp()").fetchone()[0]
+            result = run_pgbench(
+                pgbench,
+                database_url,
+                script,
+                name=name,
+                clients=clients,
+                duration_s=seconds,
+                variables=variables,
+                progress=progress,
+                search_path=search_path,
+            )
+            result.labels = {label: n for label, n in outcomes.execute(OUTCOMES_SQL, {"since": since}) if n}
+            progress.advance(task)
+            return result
+
+        # Not counted: a call that fails shows here, and caches warm for the first counted round.
+        for side in sides:
+            run(side, f"checkin() {side}: warm-up", max(2, duration_s // 2))
+        runs: dict[str, list[LoadResult]] = {side: [] for side in sides}
+        # Alternating, and each pair in the other order than the one before (B A, A B, B A...): the tables
+        # grow and the machine's speed drifts during the run, and this way neither side is always the later.
+        for i in range(rounds):
+            for side in ("baseline", "head") if i % 2 == 0 else ("head", "baseline"):
+                runs[side].append(run(side, f"checkin() {side}, round {i + 1} of {rounds}", duration_s))
     summary = facts | report.before_after(runs["baseline"], runs["head"])
     summary |= {"rounds": rounds, "duration_s": duration_s, "clients": clients, "new_users": new_users}
     summary["outcomes"] = {side: report.outcome_mix(rs) for side, rs in runs.items()}

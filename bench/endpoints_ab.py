@@ -33,7 +33,7 @@ from rich.progress import Progress
 
 from bench.runners import DATA_DIR, ROOT, LoadResult, Service, ensure_wrk, run_wrk
 from bench.seed import database_url, libpq_url
-from bench.workload import STAFF_PER_MERCHANT, UNLOCK_SQL, Signer, write_tsv
+from bench.workload import Signer, redemption_data, write_tsv
 
 ENDPOINTS = {"redeem": ("redeem.lua", 201), "nearby": ("nearby.lua", 200)}
 
@@ -82,23 +82,12 @@ def nearby_rows(conn: psycopg.Connection, signer: Signer, rows: int) -> Path:
 
 
 def redeem_rows(conn: psycopg.Connection, signer: Signer, codes: int) -> Path:
-    """Codes unlocked now (bench/workload.py: UNLOCK_SQL), each with a staff member of its merchant."""
+    """Codes unlocked now, each with a staff member of its merchant (bench/workload.py: redemption_data)."""
     stats_campaign = conn.execute("SELECT facts ->> 'stats_campaign_id' FROM bench_seed").fetchone()
     assert stats_campaign is not None, "not a seeded bench database"
-    for statement in UNLOCK_SQL:
-        conn.execute(statement, {"codes": codes, "stats_campaign": stats_campaign[0]})
-    rows = conn.execute("SELECT merchant_id::text, code, venue_id::text FROM bench_codes ORDER BY g").fetchall()
-    conn.execute("DROP TABLE bench_targets, bench_codes")
+    redeem, _hot, _facts = redemption_data(conn, signer, codes=codes, hot_clients=1, stats_campaign=stats_campaign[0])
     conn.execute("ANALYZE unlocks, checkins")
-    staff: dict[str, list[str]] = {}
-    for merchant, _, _ in rows:
-        if merchant not in staff:
-            staff[merchant] = [
-                signer.token(f"ab-staff-{merchant[:8]}-{i}", "merchant_staff", merchant)
-                for i in range(STAFF_PER_MERCHANT)
-            ]
-    data = [(staff[m][i % STAFF_PER_MERCHANT], code, venue) for i, (m, code, venue) in enumerate(rows)]
-    return write_tsv(DATA_DIR / "ab-redeem.tsv", data)
+    return redeem
 
 
 def summary(runs: list[LoadResult], ok: int) -> dict[str, float]:

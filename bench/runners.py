@@ -195,6 +195,7 @@ class Service:
         self.workers = workers
         self.log_path = log_path
         self.ready_states = ready_states  # the /readyz statuses that count as started
+        self.cwd = ROOT  # the tree it runs from
         self.argv = [
             str(VENV_BIN / "checkin-offers"),
             "serve",
@@ -215,7 +216,7 @@ class Service:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                cwd=ROOT,
+                cwd=self.cwd,
             )
         deadline = time.monotonic() + 60
         answer = "no answer"

@@ -199,9 +199,10 @@ async def transaction() -> AsyncIterator[AsyncSession]:
 
 
 @asynccontextmanager
-async def _autocommit(once_sent: str) -> AsyncIterator[AsyncConnection]:
+async def autocommit(once_sent: str = UNKNOWN) -> AsyncIterator[AsyncConnection]:
     """A connection whose statements are each their own transaction: no BEGIN/COMMIT round trips.
-    A lost connection is 503: nothing applied when no connection could be had, `once_sent` after."""
+    A lost connection is 503: nothing applied when no connection could be had, `once_sent` after
+    (unknown by default: a hot path's statement may have run)."""
     try:
         conn = await get_engine().connect()
     except DATABASE_ERRORS as exc:
@@ -223,11 +224,11 @@ async def autocommit_connection() -> AsyncIterator[AsyncConnection]:
     """For the hot paths, which are one statement each (a database function). Once the statement was
     sent the outcome is unknown (the hot paths take an Idempotency-Key, so a retry with it gets the
     one answer)."""
-    async with _autocommit(UNKNOWN) as conn:
+    async with autocommit() as conn:
         yield conn
 
 
 async def read_connection() -> AsyncIterator[AsyncConnection]:
     """For a route that is one read: whatever breaks, nothing was applied."""
-    async with _autocommit(NOT_APPLIED) as conn:
+    async with autocommit(NOT_APPLIED) as conn:
         yield conn

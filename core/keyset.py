@@ -21,6 +21,13 @@ DEFAULT_LIMIT = 50  # the page size of every list (README, "Pages")
 MAX_LIMIT = 100
 
 
+def after_cursor(at: str, row_id: str) -> str:
+    """The SQL condition for the rows after the cursor (:after_at, :after_id), on the columns `at` and
+    `row_id`. The plain `at <=` repeats the row comparison so that an index on the time can start
+    its scan at the cursor instead of at the newest row."""
+    return f"AND {at} <= :after_at AND ({at}, {row_id}) < (:after_at, :after_id)"
+
+
 def encode_cursor(at: datetime, row_id: uuid.UUID) -> str:
     raw = f"{at.isoformat()}|{row_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.keyset import decode_cursor, page_of
+from core.keyset import after_cursor, decode_cursor, page_of
 from core.pseudonyms import customer_pseudonym
 from core.settings import Settings
 
@@ -129,7 +129,7 @@ REVIEW_SQL = {
         _REVIEW.format(
             venue="AND c.venue_id = :venue_id" if at_venue else "",
             status="AND c.status = :status" if one_status else "",
-            after="AND c.observed_at <= :after_at AND (c.observed_at, c.id) < (:after_at, :after_id)" if paging else "",
+            after=after_cursor("c.observed_at", "c.id") if paging else "",
         )
     )
     for at_venue in (False, True)

@@ -33,7 +33,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import NotFound, TooManyRequests, ValidationFailed
-from core.keyset import decode_cursor, encode_cursor, page_of
+from core.keyset import after_cursor, decode_cursor, encode_cursor, page_of
 from core.pseudonyms import customer_pseudonym
 from core.settings import Settings
 from offers.webhooks.outbox import record_customer_event
@@ -263,12 +263,7 @@ _MINE = f"""
     LIMIT :limit
 """
 MY_CONVERSATIONS_SQL = {
-    paging: text(
-        _MINE.format(
-            after="AND c.created_at <= :after_at AND (c.created_at, c.id) < (:after_at, :after_id)" if paging else ""
-        )
-    )
-    for paging in (False, True)
+    paging: text(_MINE.format(after=after_cursor("c.created_at", "c.id") if paging else "")) for paging in (False, True)
 }
 
 # The merchant's inbox in two parts: open conversations, the customer waiting longest first, then

@@ -35,7 +35,7 @@ from core import metrics
 from core.auth import Principal
 from core.errors import Conflict, Gone, NotFound, ProblemError, TooManyRequests, ValidationFailed
 from core.idempotency import key_reused
-from core.keyset import decode_cursor, page_of
+from core.keyset import after_cursor, decode_cursor, page_of
 from core.logs import REQUEST_ID
 from core.pseudonyms import customer_pseudonym
 from core.redis import RedisError, RedisState
@@ -484,8 +484,7 @@ _REDEMPTIONS = """
     ORDER BY r.redeemed_at DESC, r.id DESC
     LIMIT :limit
 """
-# As in the wallet, the plain `redeemed_at <=` lets the index start the scan at the cursor.
-_AFTER = "AND r.redeemed_at <= :after_at AND (r.redeemed_at, r.id) < (:after_at, :after_id)"
+_AFTER = after_cursor("r.redeemed_at", "r.id")
 REDEMPTIONS_SQL = {
     (at_venue, paging): text(
         _REDEMPTIONS.format(venue="AND r.venue_id = :venue" if at_venue else "", after=_AFTER if paging else "")

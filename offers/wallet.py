@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 # The cursor helpers are shared (core/keyset.py); imported here under the names the wallet always had.
-from core.keyset import decode_cursor, encode_cursor
+from core.keyset import after_cursor, decode_cursor, encode_cursor
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
@@ -36,11 +36,7 @@ _SELECT = """
     LIMIT :limit
 """
 FIRST_PAGE_SQL = text(_SELECT.format(after=""))
-# The plain `unlocked_at <=` repeats the row comparison so the (user_id, unlocked_at DESC)
-# index can start the scan at the cursor instead of at the user's newest unlock.
-NEXT_PAGE_SQL = text(
-    _SELECT.format(after="AND u.unlocked_at <= :after_at AND (u.unlocked_at, u.id) < (:after_at, :after_id)")
-)
+NEXT_PAGE_SQL = text(_SELECT.format(after=after_cursor("u.unlocked_at", "u.id")))
 
 
 async def wallet_page(session: AsyncSession, user: str, *, cursor: str | None, limit: int) -> dict[str, Any]:

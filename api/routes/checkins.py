@@ -8,11 +8,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api.deps import AppUser, MerchantAdmin, Session, SettingsDep, hot_connection, merchant_of
+from api.deps import AppUser, MerchantAdmin, Session, SettingsDep, merchant_of
 from api.idempotency import key_parameter, required_key
 from api.problems import error_responses
 from api.schemas import CheckinIn, CheckinOut, CheckinReviewPage, WalletOut
 from core import metrics
+from core.db import autocommit
 from core.keyset import DEFAULT_LIMIT, MAX_LIMIT
 from core.redis import get_redis
 from core.settings import get_settings
@@ -41,7 +42,7 @@ async def create_checkin(body: CheckinIn, principal: AppUser, request: Request) 
     key = required_key(request, "so a retry cannot check in twice")
     # Connection, Redis and settings taken here, not as dependencies: FastAPI resolves each
     # dependency on every request, and this is the hottest route.
-    async with hot_connection() as conn:
+    async with autocommit() as conn:
         outcome = await check_in(
             conn,
             get_redis(),

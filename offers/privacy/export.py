@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.keyset import decode_cursor, page_of
+from core.keyset import after_cursor, decode_cursor, page_of
 from geo.checkins import DISTANCE_TO_FENCE_SQL
 from offers import conversations
 
@@ -54,11 +54,7 @@ _CHECKINS = f"""
     LIMIT :limit
 """
 CHECKINS_SQL = {
-    paging: text(
-        _CHECKINS.format(
-            after="AND c.observed_at <= :after_at AND (c.observed_at, c.id) < (:after_at, :after_id)" if paging else ""
-        )
-    )
+    paging: text(_CHECKINS.format(after=after_cursor("c.observed_at", "c.id") if paging else ""))
     for paging in (False, True)
 }
 CHECKIN_COUNT_SQL = text(f"SELECT count(*) FROM checkins c WHERE {_THEIRS}")
