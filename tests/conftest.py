@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -69,6 +70,19 @@ def database_url():
 
     get_engine.cache_clear()
     drop_database(TEST_DATABASE_URL)
+
+
+def own_database(suffix: str) -> Iterator[str]:
+    """For a fixture: a migrated database of the test's own beside the suite's (`<suite's>_<suffix>`),
+    for what must not see other tests' rows; dropped afterwards."""
+    from core.migrate import drop_database, migrate
+
+    url = make_url(TEST_DATABASE_URL)
+    url = url.set(database=f"{url.database}_{suffix}").render_as_string(hide_password=False)
+    drop_database(url)
+    migrate(url)
+    yield url
+    drop_database(url)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -22,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from checkin_offers.demo import ACTIVITY_DAYS, COFFEE, MERCHANTS
 from checkin_offers.simulate import Options, required_fix_age_s, simulate
-from core.migrate import drop_database, migrate
+from tests.conftest import own_database
 
 DEMO_IDS = [m.id for m in MERCHANTS]
 SNAPSHOT_QUERIES = {
@@ -158,14 +159,8 @@ def test_a_short_history_agrees_with_the_campaign_stats(first_seed, base_url, se
 
 
 @pytest.fixture
-def empty_database(database_url: str):
-    """A migrated database of its own, dropped afterwards."""
-    url = make_url(database_url)
-    fresh = url.set(database=f"{url.database}_activity").render_as_string(hide_password=False)
-    drop_database(fresh)
-    migrate(fresh)
-    yield fresh
-    drop_database(fresh)
+def empty_database() -> Iterator[str]:
+    yield from own_database("activity")
 
 
 def _demo_activity(database_url: str) -> dict:

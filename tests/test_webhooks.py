@@ -11,6 +11,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
@@ -25,6 +26,7 @@ from api.main import app
 from offers.webhooks import EVENT_TYPES, outbox, sender
 from offers.webhooks.address import RefusedURL, check_url, refusal
 from offers.webhooks.worker import retry_delay_s
+from tests.conftest import own_database
 from tests.factories import offer_body
 from tests.test_errors_and_limits import assert_problem
 from tests.webhook_receiver import verified
@@ -586,6 +588,51 @@ def test_an_event_that_commits_after_a_later_one_is_still_published(world, recei
         slow.commit()
     receiver.wait_for(lambda rc: len(rc.accepted()) == 2, what="both events")
     assert sorted(req.payload["data"]["reason"] for req in receiver.received) == ["early", "late"]
+
+
+@pytest.fixture
+def database_without_endpoints() -> Iterator[str]:
+    yield from own_database("no_endpoints")  # the suite's holds other tests' endpoints
+
+
+def test_with_no_endpoint_enabled_the_cursor_passes_the_history_at_once(database_without_endpoints, settings):
+    """A service started on a long history whose merchants have no webhooks does not read it BATCH
+    events at a time to publish nothing: one call passes all of it, but never an event of a transaction
+    still running. Once an endpoint is enabled, events are read (and offered to it) again."""
+    url = make_url(database_without_endpoints).set(drivername="postgresql").render_as_string(hide_password=False)
+    insert = (
+        "INSERT INTO events (type, user_id, reason) "
+        "SELECT 'redemption_voided', 'someone', %s FROM generate_series(1, %s)"
+    )
+
+    def fan_out() -> int:
+        return in_database(database_without_endpoints, lambda conn: outbox.fan_out(conn, settings))
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        history = conn.execute(insert + " RETURNING id", ["old", 3 * outbox.BATCH]).fetchall()
+        with psycopg.connect(url) as slow:
+            running = slow.execute(insert + " RETURNING id", ["running", 1]).fetchone()[0]
+            conn.execute(insert, ["after", 1])  # committed, behind the running one
+            assert fan_out() == 0
+            assert cursor(conn) == max(row[0] for row in history)
+            slow.commit()
+        assert fan_out() == 0
+        assert cursor(conn) == running + 1
+        assert conn.execute("SELECT count(*) FROM webhook_messages").fetchone()[0] == 0
+
+        merchant = conn.execute("INSERT INTO merchants (name) VALUES ('Shop') RETURNING id").fetchone()[0]
+        conn.execute(
+            "INSERT INTO webhook_endpoints (merchant_id, url, event_types, secret) "
+            "VALUES (%s, 'https://example.com/hook', '{redemption_voided}', 'whsec_x')",
+            [merchant],
+        )
+        conn.execute(insert, ["with an endpoint", 2])
+        assert fan_out() == 2  # read as before (no merchant of theirs: nothing published)
+        assert cursor(conn) == running + 3
+
+
+def cursor(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT event_id FROM webhook_outbox_cursor").fetchone()[0]
 
 
 def test_feedback_and_customer_messages_arrive_with_their_texts(world, receiver, shop):

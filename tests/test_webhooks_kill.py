@@ -13,10 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
-from core.migrate import drop_database, migrate
-from tests.conftest import TEST_DATABASE_URL
+from tests.conftest import own_database
 from tests.factories import World
 from tests.servers import free_port, wait_for_port
 from tests.webhook_receiver import Receiver, verified
@@ -27,12 +25,7 @@ EVENTS = 30
 
 @pytest.fixture
 def private_database() -> Iterator[str]:
-    url = make_url(TEST_DATABASE_URL)
-    url = url.set(database=f"{url.database}_webhooks_kill").render_as_string(hide_password=False)
-    drop_database(url)
-    migrate(url)
-    yield url
-    drop_database(url)
+    yield from own_database("webhooks_kill")
 
 
 class Serve:

@@ -61,6 +61,24 @@ EVENTS_SQL = text(f"""
     ORDER BY e.tx, e.id
     LIMIT :limit
 """)
+# While no endpoint is enabled, no event up to the horizon will ever be sent: an endpoint made (or
+# enabled again) later receives only what happens from then on (receives_since). The cursor then moves
+# past all of them in one statement, instead of reading them BATCH at a time to publish nothing (a
+# service started on a long history, or one whose merchants use no webhooks).
+SKIP_UNWANTED_SQL = text(f"""
+    WITH newest AS (
+        SELECT e.tx, e.id FROM events e
+        WHERE {_OUTBOX_FILTER}
+          -- the cursor as values (not a join), so that both ends bound the scan of events_outbox
+          AND (e.tx, e.id) > ((SELECT tx FROM webhook_outbox_cursor), (SELECT event_id FROM webhook_outbox_cursor))
+          AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+        ORDER BY e.tx DESC, e.id DESC
+        LIMIT 1
+    )
+    UPDATE webhook_outbox_cursor c SET tx = newest.tx, event_id = newest.id FROM newest
+    WHERE NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE disabled_at IS NULL)
+      AND (c.tx, c.event_id) < (newest.tx, newest.id)  -- re-checked on the row as it is: never backwards
+""")
 SUBSCRIPTIONS_SQL = text("""
     SELECT merchant_id, event_types, receives_since FROM webhook_endpoints
     WHERE merchant_id = ANY(:merchants) AND disabled_at IS NULL
@@ -260,7 +278,10 @@ async def publish(conn: AsyncConnection, messages: Sequence[Message]) -> None:
 
 
 async def fan_out(conn: AsyncConnection, settings: Settings, limit: int = BATCH) -> int:
-    """Publish the next events of the outbox, in the caller's transaction; how many were read."""
+    """Publish the next events of the outbox, in the caller's transaction; how many were read (none
+    when no endpoint is enabled: the cursor then passes every event up to the horizon at once)."""
+    if (await conn.execute(SKIP_UNWANTED_SQL)).rowcount:
+        return 0
     cursor = (await conn.execute(CURSOR_SQL)).mappings().one()
     rows = [
         dict(row)
