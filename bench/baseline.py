@@ -56,13 +56,16 @@ CALL = """
 # the table's trigger (and DROP SCHEMA ... CASCADE would then drop it). The triggers stay the current ones.
 DEFINES_TRIGGER = re.compile(r"RETURNS\s+trigger\b", re.I)
 
-# What installing the baseline must leave alone: every function outside its schema, every trigger.
-OUTSIDE_SQL = f"""
-    SELECT md5(concat(
-        (SELECT string_agg(oid || ':' || md5(prosrc), ',' ORDER BY oid) FROM pg_proc
-         WHERE pronamespace <> '{SCHEMA}'::regnamespace),
-        (SELECT string_agg(oid || ':' || tgfoid, ',' ORDER BY oid) FROM pg_trigger)))
-"""
+
+def outside_sql(schema: str) -> str:
+    """What installing functions into `schema` must leave alone: every function outside it, every trigger."""
+    return f"""
+        SELECT md5(concat(
+            (SELECT string_agg(oid || ':' || md5(prosrc), ',' ORDER BY oid) FROM pg_proc
+             WHERE pronamespace <> '{schema}'::regnamespace),
+            (SELECT string_agg(oid || ':' || tgfoid, ',' ORDER BY oid) FROM pg_trigger)))
+    """
+
 
 # Whether every baseline function has a current one of the same name, arguments and body: if so the
 # comparison is of one text against itself, and the ratio shows the noise.
@@ -85,24 +88,31 @@ def source_files() -> list[Path]:
     return files
 
 
+def install_functions(database_url: str, schema: str, texts: list[str], what: str) -> None:
+    """(Re)create `schema` holding the functions of `texts` (each file's SQL), all or nothing, and make
+    sure nothing outside the schema changed: the files must create their functions unqualified."""
+    with psycopg.connect(libpq_url(database_url)) as conn:  # one transaction, committed on leaving
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"SET LOCAL search_path = {schema}, public")  # unqualified CREATEs land in the schema
+        conn.execute("SET LOCAL check_function_bodies = off")  # as migrations do: files in any order
+        outside = conn.execute(outside_sql(schema)).fetchone()[0]
+        for text in texts:
+            conn.execute(text)
+        if conn.execute(outside_sql(schema)).fetchone()[0] != outside:
+            raise RuntimeError(
+                f"installing {what} changed functions or triggers outside the {schema} schema; nothing was "
+                "installed. Its files must create their functions unqualified and define no triggers"
+            )
+
+
 def install(database_url: str) -> dict:
     """(Re)install the baseline in its schema, all or nothing; what was installed, for the report."""
-    files = source_files()
     sources = [str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in SOURCES]
-    with psycopg.connect(libpq_url(database_url)) as conn:  # one transaction, committed on leaving
-        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        conn.execute(f"CREATE SCHEMA {SCHEMA}")
-        conn.execute(f"SET LOCAL search_path = {SEARCH_PATH}")  # unqualified CREATEs land in the schema
-        conn.execute("SET LOCAL check_function_bodies = off")  # as migrations do: files in any order
-        outside = conn.execute(OUTSIDE_SQL).fetchone()[0]
-        for path in files:
-            conn.execute(path.read_text())
-        if conn.execute(OUTSIDE_SQL).fetchone()[0] != outside:
-            raise RuntimeError(
-                f"installing the baseline ({', '.join(sources)}) changed "
-                f"functions or triggers outside the {SCHEMA} schema; nothing was installed. Baseline files must "
-                "create their functions unqualified and define no triggers (bench/baseline.py: SOURCES)"
-            )
+    install_functions(
+        database_url, SCHEMA, [p.read_text() for p in source_files()], f"the baseline ({', '.join(sources)})"
+    )
+    with psycopg.connect(libpq_url(database_url)) as conn:
         functions, unchanged = conn.execute(UNCHANGED_SQL).fetchone()
         revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
     return {
@@ -171,7 +181,7 @@ def compare(
                 duration_s=seconds,
                 variables=variables,
                 progress=progress,
-                search_path=search_path,
+                settings={"search_path": search_path} if search_path else None,
             )
             result.labels = {label: n for label, n in outcomes.execute(OUTCOMES_SQL, {"since": since}) if n}
             progress.advance(task)

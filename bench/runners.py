@@ -423,10 +423,11 @@ def run_pgbench(
     variables: dict[str, object],
     progress: Progress,
     connect_each: bool = False,
-    search_path: str | None = None,
+    settings: dict[str, str] | None = None,
 ) -> LoadResult:
     """pgbench with prepared statements; connect_each: a new connection for every call (-C);
-    search_path: the sessions' search_path, set as they connect (PGOPTIONS), so it costs no statement."""
+    settings: the sessions' settings (a search_path...), set as they connect (PGOPTIONS), so they cost
+    no statement."""
     url = make_url(database_url)
     prefix = DATA_DIR / f"pgbench-{name}"
     for old in DATA_DIR.glob(f"{prefix.name}.*"):
@@ -459,8 +460,8 @@ def run_pgbench(
     env = {**os.environ}
     if url.password:
         env["PGPASSWORD"] = url.password
-    if search_path:
-        env["PGOPTIONS"] = f"-c search_path={search_path}"
+    if settings:
+        env["PGOPTIONS"] = " ".join(f"-c {name}={value}" for name, value in settings.items())
     meter = CpuMeter(None, url.database)
     _, checkpointed = db_counters(database_url)
     out = _run_bounded([*cmd, url.database], duration_s=duration_s, progress=progress, label=name, meter=meter, env=env)
