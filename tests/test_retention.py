@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import psycopg
@@ -104,6 +105,36 @@ def test_positions_go_after_their_retention_and_the_stats_stay_the_same(world, d
 
     assert campaign_stats(world, m, campaign["id"]) == before
     assert purge_now(settings) == 0  # nothing left to do: the purge is idempotent
+
+
+def test_the_purge_in_serve_rests_after_each_full_batch(world, db, settings):
+    """A backlog is worked off in batches with a rest after each full one, proportional to the batch's
+    time (the purge inside `serve` leaves the machine to the requests); none after the last."""
+    m = world.merchant()
+    venue = world.venue(m)
+    subs = [f"user-{uuid.uuid4().hex[:12]}" for _ in range(5)]
+    for sub in subs:
+        assert world.checkin(world.user(sub), *venue["center"]).json()["status"] == "accepted"
+    db.execute("UPDATE checkins SET observed_at = observed_at - interval '31 days' WHERE user_id = ANY(%s)", (subs,))
+    totals: list[int] = []
+    rests: list[float] = []
+
+    async def rest(seconds: float) -> None:
+        rests.append(seconds)
+
+    async def purge() -> int:
+        engine = create_async_engine(settings.database_url, poolclass=NullPool)
+        try:
+            async with engine.connect() as conn:
+                return await purge_positions(conn, settings, totals.append, batch=2, rest_ratio=3.0, sleep=rest)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(purge()) >= len(subs)
+    full_batches = sum(1 for before, after in pairwise([0, *totals]) if after - before == 2)
+    assert full_batches >= 2 and len(rests) == full_batches
+    assert all(seconds > 0 for seconds in rests)
+    assert positions_held_past_retention(db, settings) == 0
 
 
 def test_fraud_review_lists_a_purged_check_in_with_its_bucket_and_distance(world, db, settings):

@@ -28,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 
 BATCH = 1000
 PURGE_EVERY_S = 3600.0
+# Inside `serve` the purge shares the machine with the requests: after each full batch it rests three
+# times as long as the batch took, so a backlog (a first start on a long history) is worked off with at
+# most a quarter of one core. `checkin-offers purge`, for cron, does not rest.
+SERVE_REST_RATIO = 3.0
 LEADER_LOCK_SQL = text("SELECT pg_try_advisory_lock(hashtext('checkin-offers'), hashtext('location purge'))")
 LEADER_UNLOCK_SQL = text("SELECT pg_advisory_unlock(hashtext('checkin-offers'), hashtext('location purge'))")
 
@@ -78,18 +83,27 @@ async def purge_batch(conn: AsyncConnection, settings: Settings, batch: int = BA
 
 
 async def purge_positions(
-    conn: AsyncConnection, settings: Settings, progress: Callable[[int], None] | None = None, batch: int = BATCH
+    conn: AsyncConnection,
+    settings: Settings,
+    progress: Callable[[int], None] | None = None,
+    batch: int = BATCH,
+    rest_ratio: float = 0.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> int:
     """Purge every check-in past its retention, a batch at a time: how many were purged.
-    `progress` is told the running total after each batch that purged something."""
+    `progress` is told the running total after each batch that purged something; after each full
+    batch (more may be due) the purge sleeps `rest_ratio` times as long as the batch took."""
     purged = 0
     while True:
+        started = time.monotonic()
         done = await purge_batch(conn, settings, batch)
         purged += done
         if done and progress is not None:
             progress(purged)
         if done < batch:
             return purged
+        if rest_ratio:
+            await sleep(rest_ratio * (time.monotonic() - started))
 
 
 async def purge_as_leader(conn: AsyncConnection, settings: Settings) -> int | None:
@@ -99,7 +113,7 @@ async def purge_as_leader(conn: AsyncConnection, settings: Settings) -> int | No
     if not leading:
         return None
     try:
-        return await purge_positions(conn, settings)
+        return await purge_positions(conn, settings, rest_ratio=SERVE_REST_RATIO)
     finally:
         await conn.execute(LEADER_UNLOCK_SQL)
         await conn.commit()
