@@ -63,22 +63,24 @@ def tree(ref: str) -> Path:
 
 
 def prepare_database(base: Path) -> str:
-    """A copy of the quick bench database (made once), migrated to the head of the trees."""
+    """A copy of the quick bench database (made once), migrated to the head of the trees, with the
+    positions past their retention purged (bench/seed.py: purge_due_positions says why)."""
     url = database_url(DATABASE)
     with psycopg.connect(libpq_url(database_url("postgres")), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{DATABASE}" TEMPLATE "{TEMPLATE}"')
     env = {**os.environ, "PYTHONPATH": str(base), "CHECKIN_DATABASE_URL": url}
-    out = subprocess.run(
-        [str(VENV_BIN / "python"), "-c", SERVE, "migrate"],
-        cwd=base,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    print(out.stdout.strip())
+    for command in ("migrate", "purge"):
+        out = subprocess.run(
+            [str(VENV_BIN / "python"), "-c", SERVE, command],
+            cwd=base,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        print(out.stdout.strip())
     return url
 
 
