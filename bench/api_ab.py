@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 import redis
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import Progress, track
 
 from bench.runners import (
     DATA_DIR,
@@ -43,7 +43,7 @@ from bench.runners import (
     summarize_profile,
 )
 from bench.seed import QUICK_PLAN, database_url, libpq_url
-from bench.workload import Signer, fresh_users, write_tsv
+from bench.workload import Signer, write_tsv
 
 WORK_DIR = DATA_DIR / "api_ab"
 DATABASE = "checkin_offers_bench_api_ab"
@@ -84,17 +84,19 @@ def prepare_database(base: Path) -> str:
     return url
 
 
-def checkin_rows(url: str, signer: Signer) -> Path:
-    """Like bench/workload.py: checkin_data, one fresh user per bench point, written to WORK_DIR."""
+def checkin_rows(url: str, signer: Signer, rows: int) -> Path:
+    """`rows` check-ins at the bench points in turn, each by a user of its own who has never checked in
+    (as `--only checkin-db` runs pgbench: bench/workload.py NEW_USER), written to WORK_DIR: enough rows
+    that no round runs out and starts over with users who just checked in (a mix of refusals)."""
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         points = conn.execute("SELECT lat, lon, accuracy_m FROM bench_points ORDER BY id").fetchall()
-        users = fresh_users(conn, QUICK_PLAN.users, len(points))
         conn.execute("ANALYZE")
-    rows = [
-        (signer.token(f"bench-user-{user}", "app_user"), lat, lon, accuracy)
-        for user, (lat, lon, accuracy) in zip(users, points, strict=False)
+    run = secrets.token_hex(4)
+    data = [
+        (signer.token(f"bench-ab-{run}-{i}", "app_user"), *points[i % len(points)])
+        for i in track(range(rows), description=f"RS256 tokens for {rows:,} new users", transient=True)
     ]
-    return write_tsv(WORK_DIR / "checkins.tsv", rows)
+    return write_tsv(WORK_DIR / "checkins.tsv", data)
 
 
 class TreeService(Service):
@@ -158,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rows", type=int, default=60_000, help="check-in rows, each a new user")
     parser.add_argument("--granian", action="store_true", help="also C: tree B served by granian")
     parser.add_argument(
         "--fixed-share", type=float, default=0, help="then rounds at this share of the first side's saturation"
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     base, work = tree(args.base), ROOT
     url = prepare_database(base)
     signer = Signer.new()
-    data = checkin_rows(url, signer)
+    data = checkin_rows(url, signer, args.rows)
     redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
     redis.Redis.from_url(redis_url).flushdb()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKIN_")} | {
