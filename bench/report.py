@@ -261,13 +261,14 @@ def targets(s: dict[str, Any]) -> list[dict[str, Any]]:
     errors = s["errors"]
     match_ratio = s["matching_ratio"]
     stats_ms = s["stats_median_ms"]
+    share = 0.6  # issue 15's goal 2 (it was 50%)
     return [
         target(
             "check-in throughput vs database ceiling",
-            "≥ 50% of pgbench",
+            f"≥ {share:.0%} of pgbench",
             f"{ratio:.0%}",
-            ratio >= 0.5,
-            f"{(ratio - 0.5) * 100:+.0f} points",
+            ratio >= share,
+            f"{(ratio - share) * 100:+.0f} points",
         ),
         target(
             "p99 at 70% of saturation",
