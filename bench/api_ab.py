@@ -259,26 +259,17 @@ def main(argv: list[str] | None = None) -> None:
         for service in started:
             service.__exit__()
 
-    summary = {
-        name: {
+    def medians(rounds: list[dict[str, Any]]) -> dict[str, float]:
+        return {
             "rps": median([r["rps"] for r in rounds]),
             "p99_ms": median([r["p99"] for r in rounds]),
             "p50_ms": median([r["p50"] for r in rounds]),
             "api_cpu_ms_per_request": median([r["api_cpu_ms"] for r in rounds]),
         }
-        for name, rounds in results.items()
-        if rounds
-    }
+
+    summary = {name: medians(rounds) for name, rounds in results.items() if rounds}
     at_fixed_rate = {
-        name: {
-            "offered_rps": rounds[0]["offered_rps"],
-            "rps": median([r["rps"] for r in rounds]),
-            "p99_ms": median([r["p99"] for r in rounds]),
-            "p50_ms": median([r["p50"] for r in rounds]),
-            "api_cpu_ms_per_request": median([r["api_cpu_ms"] for r in rounds]),
-        }
-        for name, rounds in fixed.items()
-        if rounds
+        name: {"offered_rps": rounds[0]["offered_rps"]} | medians(rounds) for name, rounds in fixed.items() if rounds
     }
     first = next(iter(summary), "")  # the ratios' reference: A, or the first side of --sides
     ratios = {

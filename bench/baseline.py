@@ -160,7 +160,7 @@ def compare(
     sides = {
         "baseline": (
             pgbench_script(CALL, origin="bench/baseline.py: CALL", schema=SCHEMA, new_users=new_users),
-            SEARCH_PATH,
+            {"search_path": SEARCH_PATH},
         ),
         "head": (pgbench_script(new_users=new_users), None),
     }
@@ -170,7 +170,7 @@ def compare(
     with psycopg.connect(libpq_url(database_url), autocommit=True) as outcomes:
 
         def run(side: str, name: str, seconds: int) -> LoadResult:
-            script, search_path = sides[side]
+            script, settings = sides[side]
             since = outcomes.execute("SELECT clock_timestamp()").fetchone()[0]
             result = run_pgbench(
                 pgbench,
@@ -181,7 +181,7 @@ def compare(
                 duration_s=seconds,
                 variables=variables,
                 progress=progress,
-                settings={"search_path": search_path} if search_path else None,
+                settings=settings,
             )
             result.labels = {label: n for label, n in outcomes.execute(OUTCOMES_SQL, {"since": since}) if n}
             progress.advance(task)

@@ -32,7 +32,7 @@ from pathlib import Path
 import psycopg
 from rich.console import Console
 
-from bench import baseline
+from bench import baseline, report
 from bench.__main__ import progress_bars, settle
 from bench.runners import DATA_DIR, LoadResult, ensure_pgbench, run_pgbench
 from bench.seed import QUICK_PLAN, ROOT, database_url, libpq_url, seed_main_database
@@ -43,117 +43,35 @@ FUNCTIONS = ROOT / "migrations" / "sql" / "functions"
 NO_COUNTERS_SCHEMA = "bench_no_counters"
 
 # Head's functions without the writes to campaign_counters, campaign_effect, campaign_triggered and
-# campaign_unredeemed: for each file, (text, replacement) pairs, each text found exactly once, so a
-# change to these functions stops the bench here instead of measuring something else.
+# campaign_unredeemed: for each file, (pattern, replacement) pairs, each pattern (re.DOTALL) matching
+# exactly once, so a change to these functions stops the bench here instead of measuring something else.
 NO_COUNTERS: dict[str, list[tuple[str, str]]] = {
-    "checkin.sql": [
-        (
-            """        ), counted AS (
-            INSERT INTO campaign_counters AS c (campaign_id, day, venue_id, metric, shard, n)
-            SELECT r.id, utc_day(p_observed_at), v.id, 'checkin_rejected:' || reason, counter_shard, 1 FROM running r
-            ON CONFLICT (campaign_id, day, venue_id, metric, shard) DO UPDATE SET n = c.n + 1
-        )""",
-            "        )",
-        )
-    ],
+    "checkin.sql": [(r"\n        \), counted AS \(.*?DO UPDATE SET n = c\.n \+ 1", "")],
     "accept_in_campaign.sql": [
-        (
-            """    WITH logged AS (
-        INSERT INTO events (type, campaign_id, venue_id, user_id, checkin_id, arm)
-        VALUES ('checkin_accepted', camp.id, p_venue, p_user, p_checkin, user_arm)
-    )
-    INSERT INTO campaign_counters AS c (campaign_id, day, venue_id, metric, shard, n)
-    VALUES (camp.id, utc_day(p_observed_at), p_venue, 'checkin_accepted', p_shard, 1)
-    ON CONFLICT (campaign_id, day, venue_id, metric, shard) DO UPDATE SET n = c.n + 1;""",
-            """    INSERT INTO events (type, campaign_id, venue_id, user_id, checkin_id, arm)
-    VALUES ('checkin_accepted', camp.id, p_venue, p_user, p_checkin, user_arm);""",
-        )
+        (r"    WITH logged AS \(\n", ""),
+        (r"\n    \)\n    INSERT INTO campaign_counters .*?n = c\.n \+ 1;", ";"),
     ],
     "exposure_arm.sql": [
-        (
-            """    ), logged AS (
-        INSERT INTO events""",
-            """    )
-        INSERT INTO events""",
-        ),
-        (
-            """
-    ), counted AS (
-        INSERT INTO campaign_counters AS c (campaign_id, day, venue_id, metric, shard, n)
-        VALUES (camp.id, utc_day(p_observed_at), p_venue, 'exposure:' || user_arm, p_shard, 1)
-        ON CONFLICT (campaign_id, day, venue_id, metric, shard) DO UPDATE SET n = c.n + 1
-    )
-    INSERT INTO campaign_effect AS e (campaign_id, arm, exposure_day, shard, users, pre, pre_sq)
-    SELECT camp.id, user_arm, utc_day(p_observed_at), p_shard, 1, pre.visits, pre.visits * pre.visits FROM pre
-    ON CONFLICT (campaign_id, arm, exposure_day, shard)
-    DO UPDATE SET users = e.users + 1, pre = e.pre + excluded.pre, pre_sq = e.pre_sq + excluded.pre_sq;""",
-            ";",
-        ),
+        (r"\), logged AS \(\n", ")\n"),
+        (r"\n    \), counted AS \(.*?pre_sq = e\.pre_sq \+ excluded\.pre_sq;", ";"),
     ],
-    "unlock_offer.sql": [
-        (
-            """    ), counted AS (
-        INSERT INTO campaign_counters AS c (campaign_id, day, venue_id, metric, shard, n)
-        VALUES (p_offer.campaign_id, p_visit_day, p_venue, 'unlock', p_shard, 1)
-        ON CONFLICT (campaign_id, day, venue_id, metric, shard) DO UPDATE SET n = c.n + 1
-    ), unredeemed AS (
-        INSERT INTO campaign_unredeemed AS c (campaign_id, window_minutes, shard, n)
-        VALUES (p_offer.campaign_id, p_offer.redeem_within_minutes, p_shard, 1)
-        ON CONFLICT (campaign_id, window_minutes, shard) DO UPDATE SET n = c.n + 1
-    )""",
-            "    )",
-        )
-    ],
-    "mark_triggered.sql": [
-        (
-            """    WITH triggered AS (
-        UPDATE exposures e SET triggered_at = greatest(p_at, e.exposed_at)
-        WHERE e.campaign_id = p_campaign AND e.user_id = p_user AND e.triggered_at IS NULL
-        RETURNING e.arm, e.triggered_at, e.pre_period_visits AS pre
-    )
-    INSERT INTO campaign_triggered AS t (campaign_id, arm, trigger_day, shard, users, pre, pre_sq)
-    SELECT p_campaign, arm, utc_day(triggered_at), p_shard, 1, pre, pre * pre FROM triggered
-    ON CONFLICT (campaign_id, arm, trigger_day, shard)
-    DO UPDATE SET users = t.users + 1, pre = t.pre + excluded.pre, pre_sq = t.pre_sq + excluded.pre_sq;""",
-            """    UPDATE exposures e SET triggered_at = greatest(p_at, e.exposed_at)
-    WHERE e.campaign_id = p_campaign AND e.user_id = p_user AND e.triggered_at IS NULL;""",
-        )
-    ],
-    "count_return_visits.sql": [  # the exposures' own counts stay; the loop over them adds to the sums
-        (
-            """        IF r.itt THEN
-            UPDATE campaign_effect SET
-                returned_users = returned_users + (r.return_visits = 1)::int,
-                visits = visits + 1,
-                visits_sq = visits_sq + 2 * r.return_visits - 1,   -- v^2 - (v-1)^2
-                pre_visits = pre_visits + r.pre_period_visits
-            WHERE campaign_id = r.campaign_id AND arm = r.arm AND exposure_day = utc_day(r.exposed_at)
-              AND shard = p_shard;
-        END IF;
-        IF r.triggered THEN
-            UPDATE campaign_triggered SET
-                returned_users = returned_users + (r.triggered_visits = 1)::int,
-                visits = visits + 1,
-                visits_sq = visits_sq + 2 * r.triggered_visits - 1,
-                pre_visits = pre_visits + r.pre_period_visits
-            WHERE campaign_id = r.campaign_id AND arm = r.arm AND trigger_day = utc_day(r.triggered_at)
-              AND shard = p_shard;
-        END IF;
-""",
-            "        NULL;\n",
-        )
+    "unlock_offer.sql": [(r"    \), counted AS \(.*?\n    \), unredeemed AS \(.*?\n    \)\n", "    )\n")],
+    "mark_triggered.sql": [(r"    WITH triggered AS \(\n(.*?)\n        RETURNING .*?excluded\.pre_sq;", r"\1;")],
+    # the exposures' own counts stay; the loop over them adds to the sums
+    "count_return_visits.sql": [
+        (r"        IF r\.itt THEN.*?END IF;\n        IF r\.triggered THEN.*?END IF;\n", "        NULL;\n")
     ],
 }
 
 
 def without_counters(name: str, text: str) -> str:
-    for old, new in NO_COUNTERS.get(name, []):
-        if text.count(old) != 1:
+    for pattern, replacement in NO_COUNTERS.get(name, []):
+        text, found = re.subn(pattern, replacement, text, flags=re.DOTALL)
+        if found != 1:
             raise RuntimeError(
                 f"migrations/sql/functions/{name} changed: bench/checkin_bounds.py: NO_COUNTERS no longer "
                 "finds the text it takes out; update it"
             )
-        text = text.replace(old, new)
     return text
 
 
@@ -192,14 +110,6 @@ def variants() -> dict[str, Variant]:
     }
 
 
-WAL_SQL = "SELECT pg_current_wal_lsn()"
-OUTCOMES_SQL = """
-    SELECT count(*) FILTER (WHERE status = 'accepted')::float / greatest(count(*), 1),
-           (SELECT count(*) FROM unlocks WHERE unlocked_at >= %(since)s)::float / greatest(count(*), 1)
-    FROM checkins WHERE received_at >= %(since)s
-"""
-
-
 def measure(url: str, rounds: int, seconds: int, console: Console) -> dict[str, list[dict]]:
     pgbench = ensure_pgbench()
     plan = variants()
@@ -211,8 +121,7 @@ def measure(url: str, rounds: int, seconds: int, console: Console) -> dict[str, 
     ):
 
         def run(name: str, label: str, duration_s: int) -> dict:
-            since = probe.execute("SELECT clock_timestamp()").fetchone()[0]
-            wal_before = probe.execute(WAL_SQL).fetchone()[0]
+            since, wal_before = probe.execute("SELECT clock_timestamp(), pg_current_wal_lsn()").fetchone()
             result: LoadResult = run_pgbench(
                 pgbench,
                 url,
@@ -225,15 +134,16 @@ def measure(url: str, rounds: int, seconds: int, console: Console) -> dict[str, 
                 settings=plan[name].settings,
             )
             wal = probe.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", (wal_before,)).fetchone()[0]
-            accepted, unlocks = probe.execute(OUTCOMES_SQL, {"since": since}).fetchone()
+            result.labels = {label: n for label, n in probe.execute(baseline.OUTCOMES_SQL, {"since": since}) if n}
+            mix = report.outcome_mix([result])
             return {
                 "calls_per_s": result.rps,
                 "calls": result.requests,
                 "p99_ms": result.latency_ms["p99"],
                 "postgres_cpu_ms_per_call": result.cpu_ms.get("postgres", 0.0),
                 "wal_kb_per_call": round(float(wal) / max(result.requests, 1) / 1024, 2),
-                "accepted_share": round(accepted, 3),
-                "unlocks_per_checkin": round(unlocks, 3),
+                "accepted_share": mix.get("accepted", 0.0),
+                "unlocks_per_checkin": mix["unlocked_per_checkin"],
             }
 
         for name in names:  # not counted: failures show here, and caches warm

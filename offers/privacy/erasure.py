@@ -58,7 +58,6 @@ from offers.privacy.retention import FORGET_POSITION
 
 log = logging.getLogger(__name__)
 
-PLACEHOLDER_PREFIX = ERASED_SUB_PREFIX  # no token may carry such a sub (core/auth.py)
 ERASED_TEXT = "(erased at the customer's request)"
 _HASH_LABEL = b"checkin-offers erasure\0"
 
@@ -190,7 +189,8 @@ async def erase_person(
     """Erase everything that names `sub`, in the caller's transaction (flushed, not committed), and
     its Redis keys: the receipt. requested_by is 'self' or 'platform_admin'."""
     await session.execute(LOCK_USER_SQL, {"sub": sub})
-    params = {"sub": sub, "placeholder": f"{PLACEHOLDER_PREFIX}{uuid.uuid4()}", "erased_text": ERASED_TEXT}
+    # The rows live on under a sub that no token may carry (core/auth.py).
+    params = {"sub": sub, "placeholder": f"{ERASED_SUB_PREFIX}{uuid.uuid4()}", "erased_text": ERASED_TEXT}
     erased = 0
     for _, statement in ERASE_SQL:
         erased += (await session.execute(statement, params)).rowcount  # type: ignore[attr-defined]
